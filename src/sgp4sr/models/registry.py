@@ -1,0 +1,59 @@
+"""Models by name. Modules are imported lazily so one broken model cannot break the others."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+
+from sgp4sr.models.base import SequentialRecommender
+
+# name -> module that defines it (module must define exactly one registered class)
+_MODULES = {
+    "sgp4sr": "sgp4sr.models.sgp4sr",
+    "sasrec": "sgp4sr.models.sasrec",
+    "gru4rec": "sgp4sr.models.gru4rec",
+    "bert4rec": "sgp4sr.models.bert4rec",
+    "fdsa": "sgp4sr.models.fdsa",
+    "sasrecf": "sgp4sr.models.sasrecf",
+    "unisrec": "sgp4sr.models.unisrec",
+    "mmmlp": "sgp4sr.models.mmmlp",
+    "missrec": "sgp4sr.models.missrec",
+    "hm4sr": "sgp4sr.models.hm4sr",
+    "iisan": "sgp4sr.models.iisan",
+}
+
+_REGISTRY: dict[str, type[SequentialRecommender]] = {}
+
+
+def register(name: str):
+    """Class decorator: make a model constructible by ``name`` from the config."""
+
+    def wrap(cls: type[SequentialRecommender]) -> type[SequentialRecommender]:
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return wrap
+
+
+def available_models() -> list[str]:
+    """Names whose module exists in this installation."""
+    found = []
+    for name, module in _MODULES.items():
+        if importlib.util.find_spec(module) is not None:
+            found.append(name)
+    return found
+
+
+def get_model_class(name: str) -> type[SequentialRecommender]:
+    if name not in _MODULES:
+        raise KeyError(f"unknown model '{name}'; known: {', '.join(sorted(_MODULES))}")
+    if name not in _REGISTRY:
+        try:
+            importlib.import_module(_MODULES[name])
+        except ModuleNotFoundError as exc:
+            if exc.name == _MODULES[name]:
+                raise KeyError(f"model '{name}' is not implemented in this version; available: "
+                               f"{', '.join(available_models())}") from None
+            raise
+    return _REGISTRY[name]

@@ -1,0 +1,1 @@
+# Rules of the features stage (see docs/architecture.md).

@@ -1,0 +1,1 @@
+# Rules of the graphs stage (see docs/architecture.md).
