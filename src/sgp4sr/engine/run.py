@@ -1,0 +1,203 @@
+"""One training run end to end: split + context -> model -> fit -> test -> run folder.
+
+The run folder receives ``checkpoint.pt`` after every epoch while the run is in
+progress; ``model.pt``, ``ranks.parquet`` and finally ``metrics.json`` appear
+only when it finishes (metrics.json last: its presence means the run is
+complete), and the checkpoint is then deleted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+
+from sgp4sr.engine.checkpoint import fingerprint
+from sgp4sr.engine.context import context_files, discover_modalities, load_context
+from sgp4sr.engine.evaluate import eval_inputs, metrics_from_ranks, rank_users
+from sgp4sr.engine.sequences import training_examples
+from sgp4sr.engine.settings import TrainConfig
+from sgp4sr.engine.trainer import fit, peak_rss_mb
+from sgp4sr.io import atomic_path, seed_everything, write_json, write_parquet
+from sgp4sr.models.registry import get_model_class
+from sgp4sr.variants import parse_variant
+
+log = logging.getLogger(__name__)
+
+PARAM_KEYS = ("training", "model", "graphs", "modalities", "centres_seed", "dataset")
+
+
+@dataclass
+class RunSpec:
+    """Everything one run depends on. ``params`` mirrors the rule's JSON (see :func:`read_params`)."""
+
+    data: Path
+    out: Path
+    model: str
+    variant: str = "default"
+    seed: int = 1
+    training: dict[str, Any] = field(default_factory=dict)
+    model_params: dict[str, Any] = field(default_factory=dict)
+    features: Path | None = None
+    graphs: Path | None = None
+    modalities: list[str] | None = None
+    graph_settings: dict[str, Any] | None = None
+    centres_seed: int = 2026
+    threads: int = 1
+    dataset: str | None = None
+
+
+def read_params(text: str | None) -> dict[str, Any]:
+    """``--params``: a JSON string, or a path to a JSON/YAML file, with keys from :data:`PARAM_KEYS`."""
+    if not text:
+        return {}
+    path = Path(text)
+    if not text.lstrip().startswith("{") and path.exists():
+        params = yaml.safe_load(path.read_text()) or {}
+        where = str(path)
+    else:
+        try:
+            params = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"--params is neither an existing file nor valid JSON: {exc}") from None
+        where = "--params"
+    if not isinstance(params, dict):
+        raise ValueError(f"{where}: expected a mapping with keys {', '.join(PARAM_KEYS)}")
+    unknown = sorted(set(params) - set(PARAM_KEYS))
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {unknown}; allowed: {', '.join(PARAM_KEYS)}")
+    return params
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("training.device is 'cuda' but no CUDA device is visible")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def build_model(spec: RunSpec, ctx: Any) -> torch.nn.Module:
+    """Construct the registered model; SGP4SR also gets the variant's ablations."""
+    cls = get_model_class(spec.model)
+    ablations = parse_variant(spec.variant).ablations
+    kwargs = dict(spec.model_params)
+    if spec.model == "sgp4sr":
+        kwargs["ablations"] = ablations
+    elif ablations:
+        raise ValueError(f"variant '{spec.variant}': ablations {list(ablations)} apply to sgp4sr only, not {spec.model}")
+    try:
+        return cls(ctx, **kwargs)
+    except TypeError as exc:
+        raise ValueError(f"model '{spec.model}': bad hyper-parameters {sorted(kwargs)}: {exc}") from None
+
+
+def run_training(spec: RunSpec, on_epoch_end: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Train, validate, test; write the run folder; return the metrics dict."""
+    from sgp4sr.data.load import load_split  # the data stage's reader
+
+    started = time.perf_counter()
+    torch.set_num_threads(max(1, int(spec.threads)))
+    variant = parse_variant(spec.variant)
+    cfg = TrainConfig.from_dict({**spec.training, **variant.training_overrides()})
+    device = resolve_device(cfg.device)
+    split = load_split(spec.data)
+
+    cls = get_model_class(spec.model)
+    modalities = spec.modalities if spec.modalities is not None else discover_modalities(spec.features)
+    graph_settings = variant.graph_settings(spec.graph_settings) if spec.graph_settings is not None else None
+    files = context_files(cls.requires, modalities, spec.features, spec.graphs, variant.fset, graph_settings,
+                          spec.centres_seed, variant.ablations)
+    ctx = load_context(files, split.n_items, cfg.max_len, extra={"dataset": spec.dataset or Path(spec.data).name,
+                                                                  "seed": spec.seed})
+    seed_everything(spec.seed)
+    model = build_model(spec, ctx).to(device)
+    n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    examples = training_examples(split.train_seqs, cfg.max_len, cfg.train_form, split.n_items)
+    log.info("%s on %s: %d users, %d items, %d training rows (%s form, %d examples), %d parameters, device %s",
+             spec.model, spec.data, split.n_users, split.n_items - 1, len(examples), cfg.train_form,
+             examples.n_targets, n_params, device)
+
+    resolved = {
+        "model": spec.model, "variant": spec.variant, "seed": spec.seed, "dataset": spec.dataset,
+        "training": cfg.to_dict(), "model_params": spec.model_params, "modalities": modalities,
+        "graph_settings": graph_settings, "centres_seed": spec.centres_seed, "fset": variant.fset,
+        "ablations": list(variant.ablations),
+        "inputs": {"data": str(spec.data), **{k: str(v) for k, v in _named_files(files).items()}},
+    }
+    autocast = device.type == "cuda"
+
+    def ranks(which: str) -> np.ndarray:
+        inputs = eval_inputs(split.train_seqs, split.valid_items, which)
+        targets = split.valid_items if which == "valid" else split.test_items
+        return rank_users(model, inputs, targets, cfg.max_len, cfg.eval_batch_size, device, cfg.remove_seen,
+                          cfg.eval_item_chunk, autocast)
+
+    out = Path(spec.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    result = fit(model, examples, lambda: metrics_from_ranks(ranks("valid"), cfg.topk), cfg, device, spec.seed,
+                 checkpoint=out / "checkpoint.pt",
+                 fingerprint=fingerprint({k: v for k, v in resolved.items() if k != "inputs"}),
+                 on_epoch_end=on_epoch_end)
+    t0 = time.perf_counter()
+    valid_ranks, test_ranks = ranks("valid"), ranks("test")
+    test_seconds = time.perf_counter() - t0
+
+    history = result.history
+    train_s = [h["train_seconds"] for h in history]
+    metrics = {
+        "model": spec.model, "variant": spec.variant, "seed": spec.seed, "dataset": spec.dataset,
+        "best_epoch": result.best_epoch, "epochs_run": len(history), "stopped_early": result.stopped_early,
+        "resumed_from_epoch": result.resumed_from,
+        "valid": metrics_from_ranks(valid_ranks, cfg.topk), "test": metrics_from_ranks(test_ranks, cfg.topk),
+        "curve": history,
+        "seconds_per_epoch": float(np.mean(train_s)) if train_s else None,
+        "eval_seconds": float(np.mean([h["eval_seconds"] for h in history])) if history else None,
+        "test_eval_seconds": test_seconds,
+        "examples_per_second": float(np.mean([h["examples_per_second"] for h in history])) if history else None,
+        "total_seconds": time.perf_counter() - started,
+        "peak_rss_mb": peak_rss_mb(),
+        "peak_cuda_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
+        "n_parameters": n_params, "n_users": split.n_users, "n_items": split.n_items - 1,
+        "n_train_rows": len(examples), "n_train_examples": examples.n_targets,
+        "device": str(device), "threads": int(spec.threads), "torch": torch.__version__,
+        "python": platform.python_version(), "config": resolved,
+    }
+    with atomic_path(out / "model.pt", suffix=".tmp") as tmp:
+        torch.save({"model": spec.model, "model_params": spec.model_params, "variant": spec.variant,
+                    "n_items": split.n_items, "max_len": cfg.max_len,
+                    "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}}, tmp)
+    write_parquet(out / "ranks.parquet", pd.DataFrame({
+        "user_idx": np.arange(split.n_users, dtype=np.int32),
+        "valid_rank": valid_ranks.astype(np.int32), "test_rank": test_ranks.astype(np.int32)}))
+    write_json(out / "metrics.json", metrics)
+    (out / "checkpoint.pt").unlink(missing_ok=True)
+    log.info("test: %s", ", ".join(f"{k} {v:.4f}" for k, v in metrics["test"].items()))
+    return metrics
+
+
+def _named_files(files: Any) -> dict[str, Path]:
+    named: dict[str, Path] = {f"features/{m}": p for m, p in files.features.items()}
+    named.update({f"modal_graph/{m}": p for m, p in files.modal_graphs.items()})
+    named.update({f"centres/{m}": p for m, p in files.centres.items()})
+    if files.cooccurrence is not None:
+        named["cooccurrence"] = files.cooccurrence
+    return named
+
+
+def spec_from_params(params: Mapping[str, Any], **kwargs: Any) -> RunSpec:
+    """A :class:`RunSpec` from the ``--params`` mapping plus the explicit CLI arguments."""
+    return RunSpec(training=dict(params.get("training") or {}), model_params=dict(params.get("model") or {}),
+                   graph_settings=params.get("graphs"), modalities=params.get("modalities"),
+                   centres_seed=int(params.get("centres_seed", 2026)), dataset=params.get("dataset"), **kwargs)

@@ -1,0 +1,181 @@
+"""Turning users' item sequences into left-padded training examples and batches.
+
+Two training forms (``train_form``):
+
+* ``prefix`` — exactly the reference framework: every prefix of a user's
+  training sequence (length >= 1, truncated to its most recent ``max_len``
+  items) is one row whose only target is the next item, at the last position.
+* ``onepass`` — each user's training sequence is one row with a target at
+  every position (the item that follows it). For a causal model the output at
+  position ``j`` depends only on items ``<= j``, so this row holds the same
+  (context, target) examples as the prefix rows at a fraction of the cost
+  (spec §8); the dropout draws differ because one forward pass serves all of
+  them. A sequence with more than ``max_len + 1`` items is cut into windows:
+  the first window holds the first ``max_len`` items and predicts targets
+  ``1..max_len`` (each with its full, untruncated context); each further
+  window holds the ``max_len`` items before its last target and predicts only
+  its last ``stride`` targets (``stride = ceil(max_len / 2)``), which no other
+  window predicts. So every target is predicted exactly once, with at least
+  ``max_len - stride + 1`` and at most ``max_len`` items of context (the
+  prefix form would give exactly ``min(j, max_len)``).
+
+Rows are left padded (index 0) so the newest item is always at position -1,
+and a batch is trimmed to its longest row: models count positions from the
+newest item, so the trimmed padding never changes an output.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from sgp4sr.models.base import Batch
+
+
+@dataclass
+class Examples:
+    """Left-padded rows: ``seq`` and ``target`` (N, max_len) int32, ``user`` (N,), ``length`` (N,) real items."""
+
+    seq: np.ndarray
+    target: np.ndarray
+    user: np.ndarray
+    length: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.seq.shape[0])
+
+    @property
+    def n_targets(self) -> int:
+        """Number of (context, target) examples — the same in both forms, so examples/s compare."""
+        return int(np.count_nonzero(self.target))
+
+
+def left_pad(seqs: Sequence[np.ndarray], max_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """The most recent ``max_len`` items of each sequence, left padded: (N, max_len) int32 and lengths."""
+    out = np.zeros((len(seqs), max_len), dtype=np.int32)
+    lengths = np.zeros(len(seqs), dtype=np.int64)
+    for row, s in enumerate(seqs):
+        s = np.asarray(s)[-max_len:] if len(s) else np.zeros(0, dtype=np.int64)
+        if len(s):
+            out[row, max_len - len(s):] = s
+        lengths[row] = len(s)
+    return out, lengths
+
+
+def _check_items(seq: np.ndarray, user: int, n_items: int | None) -> None:
+    if len(seq) and (seq.min() < 1 or (n_items is not None and seq.max() >= n_items)):
+        raise ValueError(f"user {user}: item index out of range 1..{(n_items or 0) - 1} in training sequence")
+
+
+def prefix_examples(train_seqs: Sequence[np.ndarray], max_len: int, n_items: int | None = None) -> Examples:
+    """Every training prefix (length >= 1) and its next item; the target sits at the last position."""
+    total = sum(max(len(s) - 1, 0) for s in train_seqs)
+    seq = np.zeros((total, max_len), dtype=np.int32)
+    target = np.zeros((total, max_len), dtype=np.int32)
+    user = np.zeros(total, dtype=np.int64)
+    length = np.zeros(total, dtype=np.int64)
+    row = 0
+    for u, s in enumerate(train_seqs):
+        s = np.asarray(s, dtype=np.int64)
+        _check_items(s, u, n_items)
+        for j in range(1, len(s)):
+            ctx = s[max(0, j - max_len):j]
+            seq[row, max_len - len(ctx):] = ctx
+            target[row, -1] = s[j]
+            user[row], length[row] = u, len(ctx)
+            row += 1
+    return Examples(seq, target, user, length)
+
+
+def onepass_windows(n: int, max_len: int) -> list[tuple[int, int, int]]:
+    """Windows over a sequence of ``n`` items as (start, end, first_target): the row holds
+    items ``[start, end)`` and predicts the items at ``first_target..end`` (inclusive),
+    i.e. targets at input positions ``first_target - 1 .. end - 1``."""
+    if n < 2:
+        return []
+    if n - 1 <= max_len:
+        return [(0, n - 1, 1)]
+    stride = math.ceil(max_len / 2)
+    windows = [(0, max_len, 1)]
+    last = max_len  # highest target index predicted so far
+    while last < n - 1:
+        end_target = min(last + stride, n - 1)
+        windows.append((end_target - max_len, end_target, last + 1))
+        last = end_target
+    return windows
+
+
+def onepass_examples(train_seqs: Sequence[np.ndarray], max_len: int, n_items: int | None = None) -> Examples:
+    """One row per user (more for long sequences, see the module doc) with a target at every position."""
+    plans = [onepass_windows(len(s), max_len) for s in train_seqs]
+    total = sum(len(p) for p in plans)
+    seq = np.zeros((total, max_len), dtype=np.int32)
+    target = np.zeros((total, max_len), dtype=np.int32)
+    user = np.zeros(total, dtype=np.int64)
+    length = np.zeros(total, dtype=np.int64)
+    row = 0
+    for u, (s, plan) in enumerate(zip(train_seqs, plans)):
+        s = np.asarray(s, dtype=np.int64)
+        _check_items(s, u, n_items)
+        for start, end, first in plan:
+            width = end - start
+            pad = max_len - width
+            seq[row, pad:] = s[start:end]
+            # input position p (item s[start+p]) predicts s[start+p+1]; keep targets >= first
+            nxt = s[start + 1:end + 1]
+            keep = np.arange(start + 1, end + 1) >= first
+            target[row, pad:] = np.where(keep, nxt, 0)
+            user[row], length[row] = u, width
+            row += 1
+    return Examples(seq, target, user, length)
+
+
+def training_examples(train_seqs: Sequence[np.ndarray], max_len: int, form: str,
+                      n_items: int | None = None) -> Examples:
+    if form == "prefix":
+        return prefix_examples(train_seqs, max_len, n_items)
+    if form == "onepass":
+        return onepass_examples(train_seqs, max_len, n_items)
+    raise ValueError(f"unknown train_form {form!r}: expected 'onepass' or 'prefix'")
+
+
+def batch_order(lengths: np.ndarray, batch_size: int, rng: np.random.Generator,
+                buckets: bool = True, chunk_batches: int = 64) -> list[np.ndarray]:
+    """Shuffled row indices cut into batches.
+
+    With ``buckets``, rows are shuffled, then sorted by length inside chunks of
+    ``chunk_batches`` batches, and the batches are shuffled again: every epoch
+    still sees a random order and random batch mates, but a batch's rows have
+    similar lengths, so trimming removes most of the padding.
+    """
+    perm = rng.permutation(len(lengths))
+    if not buckets:
+        return [perm[i:i + batch_size] for i in range(0, len(perm), batch_size)]
+    batches: list[np.ndarray] = []
+    chunk = batch_size * chunk_batches
+    for c in range(0, len(perm), chunk):
+        part = perm[c:c + chunk]
+        part = part[np.argsort(lengths[part], kind="stable")]
+        batches.extend(part[i:i + batch_size] for i in range(0, len(part), batch_size))
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def make_batch(seq: np.ndarray, target: np.ndarray | None = None, user: np.ndarray | None = None,
+               lengths: np.ndarray | None = None) -> Batch:
+    """A :class:`Batch` of left-padded rows, trimmed to the longest row (at least one column)."""
+    width = int(lengths.max()) if lengths is not None and len(lengths) else int((seq != 0).sum(1).max(initial=0))
+    width = max(width, 1)
+    seq_t = torch.from_numpy(np.ascontiguousarray(seq[:, -width:])).long()
+    tgt_t = None if target is None else torch.from_numpy(np.ascontiguousarray(target[:, -width:])).long()
+    user_t = None if user is None else torch.from_numpy(np.asarray(user)).long()
+    return Batch(seq=seq_t, target=tgt_t, user=user_t)
+
+
+def iterate_batches(examples: Examples, batch_size: int, rng: np.random.Generator,
+                    buckets: bool = True) -> Iterator[Batch]:
+    for idx in batch_order(examples.length, batch_size, rng, buckets):
+        yield make_batch(examples.seq[idx], examples.target[idx], examples.user[idx], examples.length[idx])
