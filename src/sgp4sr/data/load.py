@@ -152,7 +152,13 @@ def _lookup(mapping: dict[str, int], token: str, what: str, rows: InterRows, i: 
 def load_split(folder: str | Path, name: str | None = None) -> SplitData:
     """Read a split folder (ours or a bare benchmark folder) into :class:`SplitData`."""
     folder = Path(folder)
-    files = find_split_files(folder, name)
+    return load_split_files(find_split_files(folder, name), _read_mapping(folder))
+
+
+def load_split_files(
+    files: dict[str, Path | None], mapping: tuple[dict[str, int], dict[str, int]] | None = None
+) -> SplitData:
+    """Read explicit ``train`` (may be None), ``valid``, ``test`` files; index tokens unless ``mapping`` is given."""
     valid, test = read_inter(files["valid"]), read_inter(files["test"])  # type: ignore[arg-type]
     train = read_inter(files["train"]) if files["train"] is not None else None
 
@@ -161,7 +167,6 @@ def load_split(folder: str | Path, name: str | None = None) -> SplitData:
         only = sorted(set(v_pos) ^ set(t_pos))[:5]
         raise SplitFormatError(f"{valid.path} and {test.path} hold different users, e.g. {only}")
 
-    mapping = _read_mapping(folder)
     if mapping is None:
         tokens = [t for seq in valid.seqs for t in seq] + valid.targets + test.targets
         if train is not None:
@@ -170,7 +175,7 @@ def load_split(folder: str | Path, name: str | None = None) -> SplitData:
     else:
         item_map, user_map = mapping
         if len(user_map) != len(v_pos):
-            raise SplitFormatError(f"{folder}/users.parquet lists {len(user_map)} users, {valid.path} {len(v_pos)}")
+            raise SplitFormatError(f"users.parquet lists {len(user_map)} users, {valid.path} {len(v_pos)}")
 
     n_users, n_items = len(user_map), len(item_map) + 1
     train_seqs: list[np.ndarray] = [np.empty(0, dtype=np.int64)] * n_users
@@ -192,7 +197,7 @@ def load_split(folder: str | Path, name: str | None = None) -> SplitData:
         test_items[u] = _lookup(item_map, test.targets[j], "item", test, j)
     if train is not None:
         _check_train(train, train_tokens, valid.path)
-    log.info("loaded split %s: %d users, %d items (+padding)", folder, n_users, n_items - 1)
+    log.info("loaded split %s: %d users, %d items (+padding)", valid.path.parent, n_users, n_items - 1)
     return SplitData(
         n_items=n_items,
         n_users=n_users,

@@ -1,0 +1,132 @@
+"""``sgp4sr prepare <step>``: the data stage's commands, one per Snakemake rule."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+log = logging.getLogger("sgp4sr.prepare")
+
+
+def _json_arg(text: str | None) -> dict:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("expected a JSON object")
+    return value
+
+
+def cmd_download(args: argparse.Namespace) -> None:
+    from sgp4sr.data.download import download_file
+
+    download_file(args.url, args.dest, sha256=args.sha256, size=args.size, retries=args.retries,
+                  progress=not args.no_progress)
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from sgp4sr.data.demo import generate_demo
+
+    generate_demo(args.out_dir, args.config_json, args.seed, category=args.category)
+
+
+def cmd_parse(args: argparse.Namespace) -> None:
+    from sgp4sr.data.parse import parse_meta, parse_reviews
+    from sgp4sr.io import write_parquet
+
+    reviews = parse_reviews(args.reviews, skip_malformed=args.skip_malformed)
+    meta = parse_meta(args.meta, skip_malformed=args.skip_malformed)
+    write_parquet(Path(args.out_dir) / "interactions.parquet", reviews)
+    write_parquet(Path(args.out_dir) / "items.parquet", meta)
+
+
+def cmd_filter(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from sgp4sr.data.kcore import filter_interactions
+    from sgp4sr.io import write_parquet
+
+    write_parquet(args.output, filter_interactions(pd.read_parquet(args.input), args.kcore))
+
+
+def cmd_split(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from sgp4sr.data.split import write_split
+
+    meta = pd.read_parquet(args.items) if args.items else None
+    write_split(args.out_dir, pd.read_parquet(args.interactions), meta)
+
+
+def cmd_import_benchmark(args: argparse.Namespace) -> None:
+    from sgp4sr.data.benchmark import import_benchmark
+
+    import_benchmark(args.train, args.valid, args.test, args.out_dir)
+
+
+def cmd_stats(args: argparse.Namespace) -> None:
+    from sgp4sr.data.stats import compute_stats
+    from sgp4sr.io import write_json
+
+    stats = compute_stats(args.data_dir, args.paper_json or None)
+    write_json(args.output, stats)
+    log.info("stats: %s", {k: v for k, v in stats.items() if k not in ("convention", "paper")})
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("prepare", help="data stage: download, demo, parse, filter, split, stats")
+    steps = parser.add_subparsers(dest="step", metavar="STEP")
+    steps.required = True
+
+    p = steps.add_parser("download", help="fetch one file with retries, resume and checks")
+    p.add_argument("--url", required=True)
+    p.add_argument("--dest", required=True)
+    p.add_argument("--sha256")
+    p.add_argument("--size", type=int)
+    p.add_argument("--retries", type=int, default=4)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_download)
+
+    p = steps.add_parser("demo", help="generate the synthetic demo shop's raw files")
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--config-json", type=_json_arg, default={}, help="datasets.<ds>.demo as JSON")
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--category", default="Demo", help="name used in the raw file names")
+    p.set_defaults(func=cmd_demo)
+
+    p = steps.add_parser("parse", help="raw reviews + metadata -> parsed/*.parquet")
+    p.add_argument("--reviews", required=True)
+    p.add_argument("--meta", required=True)
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--skip-malformed", action="store_true")
+    p.set_defaults(func=cmd_parse)
+
+    p = steps.add_parser("filter", help="drop repeated pairs, iterative k-core")
+    p.add_argument("--input", required=True)
+    p.add_argument("--output", required=True)
+    p.add_argument("--kcore", type=int, default=5)
+    p.set_defaults(func=cmd_filter)
+
+    p = steps.add_parser("split", help="chronological leave-one-out -> data/ folder")
+    p.add_argument("--interactions", required=True)
+    p.add_argument("--items", help="parsed items.parquet (metadata); omitted: empty metadata")
+    p.add_argument("--out-dir", required=True)
+    p.set_defaults(func=cmd_split)
+
+    p = steps.add_parser("import-benchmark", help="RecBole benchmark atomic files -> data/ folder")
+    p.add_argument("--train", help="<name>.train.inter (optional: rebuilt from the valid rows)")
+    p.add_argument("--valid", required=True)
+    p.add_argument("--test", required=True)
+    p.add_argument("--out-dir", required=True)
+    p.set_defaults(func=cmd_import_benchmark)
+
+    p = steps.add_parser("stats", help="Table 1 row of a data folder")
+    p.add_argument("--data-dir", required=True)
+    p.add_argument("--output", required=True)
+    p.add_argument("--paper-json", type=_json_arg, default={}, help="datasets.<ds>.paper_stats as JSON")
+    p.set_defaults(func=cmd_stats)

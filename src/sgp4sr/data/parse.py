@@ -1,0 +1,140 @@
+"""Stream raw Amazon review/metadata files into two flat parquet tables.
+
+The 2014 dumps are Python-literal lines (``{'asin': ...}``, readable with
+``ast.literal_eval`` but not ``json``); the 2018 ones are strict JSON with other
+field names. Both are read line by line (the metadata files are large) and a
+bad line stops the run with its file and line number, unless the config says
+``skip_malformed: true``, in which case the count is logged.
+"""
+
+from __future__ import annotations
+
+import ast
+import gzip
+import json
+import logging
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+REVIEW_KEYS = ("reviewerID", "asin", "unixReviewTime")
+
+
+class ParseError(ValueError):
+    """A raw line cannot be read; the message names the file and line."""
+
+
+def _open(path: Path):
+    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
+
+
+def _decode(line: str) -> Any:
+    try:
+        return json.loads(line)
+    except ValueError:
+        return ast.literal_eval(line)
+
+
+def iter_records(path: str | Path, *, skip_malformed: bool = False, required: tuple[str, ...] = ()) -> Iterator[dict]:
+    """Yield each line's dict; malformed lines raise :class:`ParseError` or are counted and skipped."""
+    path = Path(path)
+    skipped = 0
+    with _open(path) as fh:
+        for lineno, line in enumerate(fh, start=1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                record = _decode(line)
+                if not isinstance(record, dict):
+                    raise ValueError(f"expected a dict, got {type(record).__name__}")
+                missing = [k for k in required if record.get(k) in (None, "")]
+                if missing:
+                    raise ValueError(f"missing field(s) {', '.join(missing)}")
+            except (ValueError, SyntaxError, MemoryError, RecursionError) as exc:
+                if not skip_malformed:
+                    raise ParseError(f"{path}:{lineno}: malformed line ({exc}): {line[:120]!r}") from None
+                skipped += 1
+                continue
+            yield record
+    if skipped:
+        log.warning("%s: skipped %d malformed line(s)", path, skipped)
+
+
+def parse_reviews(path: str | Path, *, skip_malformed: bool = False) -> pd.DataFrame:
+    """Interactions in file order: ``user, item`` (str), ``timestamp`` (int64), ``rating`` (float32, NaN if absent)."""
+    users, items, times, ratings = [], [], [], []
+    for rec in iter_records(path, skip_malformed=skip_malformed, required=REVIEW_KEYS):
+        try:
+            ts = int(rec["unixReviewTime"])
+            rating = float(rec["overall"]) if rec.get("overall") is not None else np.nan
+        except (TypeError, ValueError) as exc:
+            if not skip_malformed:
+                raise ParseError(f"{path}: review of {rec.get('reviewerID')!r} on {rec.get('asin')!r}: {exc}") from None
+            continue
+        users.append(str(rec["reviewerID"]))
+        items.append(str(rec["asin"]))
+        times.append(ts)
+        ratings.append(rating)
+    frame = pd.DataFrame({
+        "user": pd.Series(users, dtype=object),
+        "item": pd.Series(items, dtype=object),
+        "timestamp": np.asarray(times, dtype=np.int64),
+        "rating": np.asarray(ratings, dtype=np.float32),
+    })
+    log.info("%s: %d reviews", path, len(frame))
+    return frame
+
+
+def _text(value: Any) -> str:
+    """2018 descriptions are lists of paragraphs; 2014 ones are strings."""
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)):
+        return " ".join(str(v).strip() for v in value if v)
+    return str(value).strip()
+
+
+def _categories(rec: dict) -> str:
+    """" > " between levels, "; " between paths; 2014 ``categories`` (list of lists) or 2018 ``category`` (one path)."""
+    paths = rec.get("categories")
+    if paths:
+        if isinstance(paths, list) and all(isinstance(p, list) for p in paths):
+            return "; ".join(" > ".join(str(c) for c in p) for p in paths if p)
+        if isinstance(paths, list):
+            return " > ".join(str(c) for c in paths)
+    path = rec.get("category")
+    if isinstance(path, list):
+        return " > ".join(str(c) for c in path)
+    return str(path) if path else ""
+
+
+def _image_url(rec: dict) -> str:
+    for key in ("imUrl", "imageURLHighRes", "imageURL"):
+        value = rec.get(key)
+        if isinstance(value, list):
+            value = next((v for v in value if v), None)
+        if value:
+            return str(value)
+    return ""
+
+
+def parse_meta(path: str | Path, *, skip_malformed: bool = False) -> pd.DataFrame:
+    """One row per item (first occurrence wins: the 2018 metadata repeats some)."""
+    rows: dict[str, tuple[str, str, str, str, str]] = {}
+    for rec in iter_records(path, skip_malformed=skip_malformed, required=("asin",)):
+        asin = str(rec["asin"])
+        if asin in rows:
+            continue
+        rows[asin] = (_text(rec.get("title")), _text(rec.get("description")), _categories(rec),
+                      _text(rec.get("brand")), _image_url(rec))
+    frame = pd.DataFrame.from_records(
+        [(k, *v) for k, v in rows.items()],
+        columns=["item", "title", "description", "categories", "brand", "image_url"],
+    )
+    log.info("%s: %d items", path, len(frame))
+    return frame
