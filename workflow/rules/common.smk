@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 from sgp4sr.config import ConfigError, dataset_model, dataset_training, validate_config
+from sgp4sr.report.plan import report_targets
 
 try:
     validate_config(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
@@ -54,4 +55,5 @@ def all_targets():
     targets = []
     for ds in DATASETS:
         targets.append(f"{data_dir(ds)}/stats.json")
+    targets += report_targets(config)  # tables, figures, tuning (sgp4sr.report.plan)
     return targets
