@@ -1,0 +1,146 @@
+"""Pieces shared by the multimodal baselines (UniSRec, MMMLP, MissRec, HM4SR, IISAN).
+
+Kept apart from :mod:`sgp4sr.models.layers` because they serve only these
+models: the feature lookup with its clear error, the expansion of one-pass
+batches into prefix rows for models whose sequence encoder is not causal,
+target selection, and the post-LayerNorm Transformer layer of RecBole that
+UniSRec and MissRec are built on (SASRec's reference layer is pre-LN).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sgp4sr.models.base import Batch, ModelContext
+from sgp4sr.models.layers import MultiHeadAttention
+
+
+def require_features(ctx: ModelContext, model: str, modalities: Sequence[str]) -> dict[str, np.ndarray]:
+    """The feature matrices a model needs, or an error naming the missing ones."""
+    missing = [m for m in modalities if m not in ctx.features]
+    if missing:
+        provided = ", ".join(sorted(ctx.features)) or "none"
+        dataset = ctx.extra.get("dataset", "this dataset")
+        raise ValueError(
+            f"{model} needs the {', '.join(repr(m) for m in missing)} features; {dataset} provides: {provided}"
+        )
+    out = {}
+    for m in modalities:
+        array = np.asarray(ctx.features[m], dtype=np.float32)
+        if array.ndim != 2 or array.shape[0] != ctx.n_items:
+            raise ValueError(f"{model}: features '{m}' have shape {array.shape}, expected ({ctx.n_items}, d)")
+        out[m] = array
+    return out
+
+
+def frozen_table(array: np.ndarray) -> torch.Tensor:
+    """A feature matrix as a float32 tensor with row 0 (padding) forced to zero."""
+    table = torch.from_numpy(np.array(array, dtype=np.float32, copy=True))
+    table[0] = 0.0
+    return table
+
+
+def fit_length(x: torch.Tensor, length: int) -> torch.Tensor:
+    """Left-pad with zeros or keep the last ``length`` columns, for models whose
+    weights are tied to a fixed sequence length (token-mixing MLPs)."""
+    t = x.size(1)
+    if t == length:
+        return x
+    if t > length:
+        return x[:, t - length:]
+    pad = x.new_zeros((x.size(0), length - t) + tuple(x.shape[2:]))
+    return torch.cat([pad, x], dim=1)
+
+
+def is_one_pass(batch: Batch) -> bool:
+    """True when some row has a target before its last position (one-pass form)."""
+    return batch.target is not None and bool((batch.target[:, :-1] != 0).any())
+
+
+def expand_prefixes(batch: Batch) -> Batch:
+    """One-pass batch -> prefix form: one row per target, ending at that target's position.
+
+    A non-causal sequence encoder would see the future in one-pass form; this
+    turns each (row, position) with a target into its own left-padded prefix
+    with the target at the last position, exactly the prefix form of the
+    reference framework. Row ``n`` copies ``seq[b, :j+1]`` right-aligned.
+    """
+    assert batch.target is not None
+    rows, cols = torch.nonzero(batch.target, as_tuple=True)
+    t = batch.seq.size(1)
+    offsets = torch.arange(t, device=batch.seq.device)[None, :] - (t - 1 - cols)[:, None]
+    valid = offsets >= 0
+    src = offsets.clamp(min=0)
+
+    def shift(x: torch.Tensor | None) -> torch.Tensor | None:
+        if x is None:
+            return None
+        return torch.where(valid, x[rows[:, None], src], torch.zeros((), dtype=x.dtype, device=x.device))
+
+    target = torch.zeros_like(batch.seq[rows])
+    target[:, -1] = batch.target[rows, cols]
+    user = batch.user[rows] if batch.user is not None else None
+    return Batch(shift(batch.seq), target, user, shift(batch.timestamps))
+
+
+def last_target_rows(batch: Batch) -> Batch:
+    """Training batch in prefix form whatever form the engine sends: non-causal
+    models call this and then read only the last position."""
+    return expand_prefixes(batch) if is_one_pass(batch) else batch
+
+
+def select_targets(hidden: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, t, d) states and (B, t) targets -> the (N, d) states and (N,) targets with a loss."""
+    keep = target != 0
+    return hidden[keep], target[keep]
+
+
+def gelu_ffn(hidden_size: int, inner_size: int, dropout: float) -> nn.Sequential:
+    """RecBole's feed-forward: ``d -> inner`` GELU ``-> d`` then dropout (no inner dropout)."""
+    return nn.Sequential(nn.Linear(hidden_size, inner_size), nn.GELU(), nn.Linear(inner_size, hidden_size),
+                         nn.Dropout(dropout))
+
+
+class PostLNLayer(nn.Module):
+    """RecBole's Transformer layer (post-LN): ``x = LN(x + Drop(MHA(x))); x = LN(x + FFN(x))``."""
+
+    def __init__(self, hidden_size: int, heads: int, inner_size: int, dropout: float,
+                 attn_dropout: float, eps: float = 1e-12) -> None:
+        super().__init__()
+        self.attn = MultiHeadAttention(hidden_size, heads, attn_dropout)
+        self.attn_drop = nn.Dropout(dropout)
+        self.attn_norm = nn.LayerNorm(hidden_size, eps=eps)
+        self.ffn = gelu_ffn(hidden_size, inner_size, dropout)
+        self.ffn_norm = nn.LayerNorm(hidden_size, eps=eps)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, key: torch.Tensor | None = None) -> torch.Tensor:
+        """``key`` (optional) attends over a different sequence (cross-attention)."""
+        kv = x if key is None else key
+        x = self.attn_norm(x + self.attn_drop(self.attn(x, kv, kv, mask)))
+        return self.ffn_norm(x + self.ffn(x))
+
+
+class PostLNEncoder(nn.Module):
+    """A stack of :class:`PostLNLayer` (RecBole ``TransformerEncoder``)."""
+
+    def __init__(self, hidden_size: int, layers: int, heads: int, inner_size: int, dropout: float,
+                 attn_dropout: float, eps: float = 1e-12) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(PostLNLayer(hidden_size, heads, inner_size, dropout, attn_dropout, eps)
+                                    for _ in range(layers))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, keep: torch.Tensor | None = None) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer(x, mask)
+            if keep is not None:
+                x = x * keep
+        return x
+
+
+def l2_normalise(x: torch.Tensor) -> torch.Tensor:
+    return F.normalize(x, dim=-1)
