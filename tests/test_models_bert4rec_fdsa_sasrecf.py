@@ -114,17 +114,32 @@ def test_bert4rec_is_bidirectional() -> None:
         assert not torch.allclose(model.sequence_output(seq)[:, 0], model.sequence_output(changed)[:, 0])
 
 
+@pytest.mark.parametrize("name", CAUSAL)
+def test_causal_one_pass_equals_prefix_rows(name: str) -> None:
+    """The engine's one-pass form relies on it: the state at position j of a full row
+    equals the last state of the row holding only the items up to j."""
+    model = make_model(name).eval()
+    items = [3, 4, 5, 6, 7, 8]
+    with torch.no_grad():
+        full = model.sequence_output(histories([items]))[0]
+        for j in range(1, len(items) + 1):
+            prefix = model.sequence_output(histories([items[:j]], t=j))[0, -1]
+            torch.testing.assert_close(prefix, full[MAX_LEN - len(items) + j - 1], rtol=1e-5, atol=1e-5)
+
+
 # -- BERT4Rec cloze ----------------------------------------------------------------
 def test_bert4rec_training_sequence_both_forms() -> None:
     batch = one_pass([[1, 2, 3, 4], [5, 6]], t=4)
-    full = get_model_class("bert4rec").training_sequence(batch)
-    assert full.tolist() == [[1, 2, 3, 4], [0, 0, 5, 6]]
     prefix = Batch(batch.seq, torch.zeros_like(batch.target))
     prefix.target[:, -1] = batch.target[:, -1]
-    assert get_model_class("bert4rec").training_sequence(prefix).tolist() == full.tolist()
-    # a row without a target (engine padding row) keeps its sequence
+    wide, tight = make_model("bert4rec", max_len=8), make_model("bert4rec", max_len=4)
+    for form in (batch, prefix):
+        # a trimmed batch grows by one column; at max_len the oldest item makes room
+        assert wide.training_sequence(form).tolist() == [[0, 1, 2, 3, 4], [0, 0, 0, 5, 6]]
+        assert tight.training_sequence(form).tolist() == [[1, 2, 3, 4], [0, 0, 5, 6]]
+    # a row without a target (engine padding row) keeps its items
     empty = Batch(torch.tensor([[0, 0, 7, 8]]), torch.zeros(1, 4, dtype=torch.long))
-    assert get_model_class("bert4rec").training_sequence(empty).tolist() == [[0, 0, 7, 8]]
+    assert tight.training_sequence(empty).tolist() == [[0, 0, 7, 8]]
 
 
 def test_bert4rec_mask_rate_and_padding() -> None:

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from sgp4sr.models.base import Batch, ModelContext, SequentialRecommender, masked_cross_entropy
-from sgp4sr.models.layers import FeedForward, MultiHeadAttention, init_weights, padding_mask
+from sgp4sr.models.layers import FeedForward, MultiHeadAttention, init_weights, padding_mask, position_ids
 from sgp4sr.models.registry import register
 
 
@@ -62,11 +62,14 @@ class BERT4Rec(SequentialRecommender):
     embedding ``E`` with an item bias ``b``; full-softmax cross-entropy over the
     masked positions. The mask token is index ``n_items`` (an extra embedding
     row, never scored). Prediction appends the mask token after the history
-    (dropping the oldest item so the length stays ``t``) and scores its output.
+    (dropping the oldest item if the row would exceed ``max_len``) and scores
+    its output.
 
     Training sequence from a batch: ``seq`` followed by the row's last target
     (one-pass form: ``target[:, -1]`` is the item after ``seq``'s last; prefix
-    form: the only target), oldest item dropped to keep length ``t``.
+    form: the only target); the oldest item is dropped only when the row would
+    exceed ``max_len``. The engine's one-pass windows over long sequences thus
+    act like the original's sliding windows.
 
     Deviations from the original, stated exactly:
       * masks are Bernoulli per position, redrawn every time a sequence is seen,
@@ -75,10 +78,12 @@ class BERT4Rec(SequentialRecommender):
         sequence whose draw masks nothing contributes no loss that step.
       * a masked position always gets the mask token (the original's
         ``mask_prob = 1.0`` default; BERT's 10% random / 10% keep is not used).
-      * no sliding windows over sequences longer than ``max_len``: the engine
-        keeps the most recent ``max_len`` items.
-      * positions are counted back from the newest item (shared embedding block
-        convention), so the appended mask always sits at position 0.
+      * sequences longer than ``max_len`` are cut by the engine: in one-pass
+        form into its windows (stride ``ceil(max_len / 2)``) instead of the
+        original's sliding windows (step ``0.1 * max_len``); in prefix form
+        every prefix keeps its most recent ``max_len`` items.
+      * positions count from the oldest real item (the original's absolute
+        positions with right padding), via the shared ``position_ids``.
       * FFN dropout also after the GELU (shared block, see :class:`BertLayer`).
       * optimiser, lr and batch size come from the engine (Adam, paper's
         setting) instead of the original's Adam with warm-up and linear decay.
@@ -109,11 +114,9 @@ class BERT4Rec(SequentialRecommender):
     # -- encoder -------------------------------------------------------------
     def sequence_output(self, seq: torch.Tensor) -> torch.Tensor:
         """(B, t, d) bidirectional states of a left-padded sequence (mask tokens allowed)."""
-        t = seq.size(1)
-        if t > self.positions.num_embeddings:
-            raise ValueError(f"bert4rec: sequence length {t} exceeds max_len {self.positions.num_embeddings}")
-        positions = torch.arange(t - 1, -1, -1, device=seq.device)
-        x = self.input_norm(self.items(seq) + self.positions(positions)[None])
+        if seq.size(1) > self.max_len:
+            raise ValueError(f"bert4rec: sequence length {seq.size(1)} exceeds max_len {self.max_len}")
+        x = self.input_norm(self.items(seq) + self.positions(position_ids(seq)))
         x = self.input_dropout(x)
         mask = padding_mask(seq)
         for layer in self.layers:
@@ -126,14 +129,20 @@ class BERT4Rec(SequentialRecommender):
         return torch.addmm(self.out_bias, h, self.items.weight[: self.n_items].t())
 
     # -- cloze training --------------------------------------------------------
-    @staticmethod
-    def training_sequence(batch: Batch) -> torch.Tensor:
-        """``seq`` + the row's last target, oldest dropped (rows without one keep ``seq``)."""
+    def _append(self, seq: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+        """``seq`` with column ``last`` appended, left-aligned rows where ``last`` is 0 (nothing
+        appended), and the first column dropped only if the width would exceed ``max_len``."""
+        appended = torch.cat([seq, last], dim=1)
+        unchanged = torch.cat([torch.zeros_like(last), seq], dim=1)
+        out = torch.where(last != 0, appended, unchanged)
+        return out[:, 1:] if out.size(1) > self.max_len else out
+
+    def training_sequence(self, batch: Batch) -> torch.Tensor:
+        """``seq`` + the row's last target (the batch may be trimmed below ``max_len``, so the
+        oldest item is dropped only when the row would not fit); rows without one keep ``seq``."""
         if batch.target is None:
             raise ValueError("bert4rec: a training batch needs targets")
-        last = batch.target[:, -1:]
-        shifted = torch.cat([batch.seq[:, 1:], last], dim=1)
-        return torch.where(last != 0, shifted, batch.seq)
+        return self._append(batch.seq, batch.target[:, -1:])
 
     def draw_mask(self, seq: torch.Tensor) -> torch.Tensor:
         """Boolean (B, t): which real items to hide (torch's RNG, so the engine's seed fixes it)."""
@@ -157,9 +166,8 @@ class BERT4Rec(SequentialRecommender):
 
     # -- ranking ---------------------------------------------------------------
     def prediction_sequence(self, seq: torch.Tensor) -> torch.Tensor:
-        """History with the mask token appended and the oldest item dropped."""
-        mask = torch.full_like(seq[:, :1], self.mask_token)
-        return torch.cat([seq[:, 1:], mask], dim=1)
+        """History with the mask token appended (oldest item dropped if it would not fit)."""
+        return self._append(seq, torch.full_like(seq[:, :1], self.mask_token))
 
     def full_sort_predict(self, batch: Batch) -> torch.Tensor:
         hidden = self.sequence_output(self.prediction_sequence(batch.seq))[:, -1]

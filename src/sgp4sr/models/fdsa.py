@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from sgp4sr.models.base import Batch, ModelContext, SequentialRecommender, masked_cross_entropy
-from sgp4sr.models.layers import SASRecEncoder, causal_padding_mask, init_weights
+from sgp4sr.models.layers import SASRecEncoder, causal_padding_mask, init_weights, position_ids
 from sgp4sr.models.registry import register
 from sgp4sr.models.sasrecf import FeatureProjection, feature_matrix, selected_positions
 
@@ -23,9 +23,8 @@ class _Stream(nn.Module):
         self.encoder = SASRecEncoder(hidden_size, layers, heads, dropout)
 
     def forward(self, x: torch.Tensor, seq: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        positions = torch.arange(seq.size(1) - 1, -1, -1, device=seq.device)
         keep = (seq != 0).unsqueeze(-1)
-        x = self.dropout(self.norm(x + self.positions(positions)[None])) * keep
+        x = self.dropout(self.norm(x + self.positions(position_ids(seq)))) * keep
         return self.encoder(x, mask, keep)
 
 
@@ -54,7 +53,8 @@ class FDSA(SequentialRecommender):
 
     Deviations from the original, stated exactly: full-softmax cross-entropy
     replaces the original's binary cross-entropy with one sampled negative
-    (as RecBole's ``loss_type: CE``); positions count back from the newest item;
+    (as RecBole's ``loss_type: CE``); positions count from the oldest real item
+    (``position_ids``: one-pass and prefix rows give an item the same position);
     the encoder block is SASRec's (see above) rather than RecBole's post-LN
     GELU Transformer; features are used raw (the input LayerNorm absorbs
     their scale).
@@ -75,9 +75,8 @@ class FDSA(SequentialRecommender):
 
     def sequence_output(self, seq: torch.Tensor) -> torch.Tensor:
         """(B, t, d) combined causal states; position j depends on items at positions <= j only."""
-        if seq.size(1) > self.item_stream.positions.num_embeddings:
-            raise ValueError(f"fdsa: sequence length {seq.size(1)} exceeds max_len "
-                             f"{self.item_stream.positions.num_embeddings}")
+        if seq.size(1) > self.max_len:
+            raise ValueError(f"fdsa: sequence length {seq.size(1)} exceeds max_len {self.max_len}")
         mask = causal_padding_mask(seq)
         item_out = self.item_stream(self.items(seq), seq, mask)
         feature_out = self.feature_stream(self.feature_proj(seq), seq, mask)

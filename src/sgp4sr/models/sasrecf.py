@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from sgp4sr.models.base import Batch, ModelContext, SequentialRecommender, masked_cross_entropy
-from sgp4sr.models.layers import SASRecEncoder, causal_padding_mask, init_weights
+from sgp4sr.models.layers import SASRecEncoder, causal_padding_mask, init_weights, position_ids
 from sgp4sr.models.registry import register
 
 
@@ -84,7 +84,8 @@ class SASRecF(SequentialRecommender):
     Deviations from RecBole's SASRecF: the encoder is the pmixer/SASRec block
     (pre-LN, ReLU, eps 1e-8) that this project's SASRec uses, not RecBole's
     post-LN GELU Transformer, so that SASRecF differs from SASRec only in its
-    input; positions count back from the newest item; features are used raw
+    input; positions count from the oldest real item (``position_ids``, so
+    one-pass and prefix rows give an item the same position); features are used raw
     (the LayerNorm at the input absorbs their scale).
     """
 
@@ -108,14 +109,12 @@ class SASRecF(SequentialRecommender):
 
     def sequence_output(self, seq: torch.Tensor) -> torch.Tensor:
         """(B, t, d) causal states; position j depends on items at positions <= j only."""
-        t = seq.size(1)
-        if t > self.positions.num_embeddings:
-            raise ValueError(f"sasrecf: sequence length {t} exceeds max_len {self.positions.num_embeddings}")
+        if seq.size(1) > self.max_len:
+            raise ValueError(f"sasrecf: sequence length {seq.size(1)} exceeds max_len {self.max_len}")
         parts = [self.items(seq)] + [self.features[m](seq) for m in self.modalities]
         fused = self.fuse(torch.cat(parts, dim=-1))
-        positions = torch.arange(t - 1, -1, -1, device=seq.device)
         keep = (seq != 0).unsqueeze(-1)
-        x = self.input_dropout(self.input_norm(fused + self.positions(positions)[None])) * keep
+        x = self.input_dropout(self.input_norm(fused + self.positions(position_ids(seq)))) * keep
         return self.encoder(x, causal_padding_mask(seq), keep)
 
     def calculate_loss(self, batch: Batch) -> torch.Tensor:
