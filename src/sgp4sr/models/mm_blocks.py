@@ -144,3 +144,31 @@ class PostLNEncoder(nn.Module):
 
 def l2_normalise(x: torch.Tensor) -> torch.Tensor:
     return F.normalize(x, dim=-1)
+
+
+def start_positions(seq: torch.Tensor, max_len: int) -> torch.Tensor:
+    """Position of each real item counted from the oldest real item (0 on padding).
+
+    This is where RecBole's right-padded positions put each item, and it is
+    causal: the position of item ``j`` does not depend on later items, so the
+    one-pass form gives each prefix exactly the outputs it has on its own, and
+    extra left padding changes nothing.
+    """
+    real = (seq != 0).long()
+    return ((real.cumsum(dim=1) - 1).clamp(min=0) * real).clamp(max=max_len - 1)
+
+
+def recbole_init(module: nn.Module, std: float = 0.02) -> None:
+    """RecBole's init (which the original baselines use): normal(0, std) linear and
+    embedding weights, zero biases, unit LayerNorms; the padding row stays zero."""
+    for m in module.modules():
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, 0.0, std)
+            if isinstance(m, nn.Embedding) and m.padding_idx is not None:
+                with torch.no_grad():
+                    m.weight[m.padding_idx].zero_()
+        if isinstance(m, nn.Linear) and m.bias is not None:
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)

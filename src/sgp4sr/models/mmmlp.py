@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from sgp4sr.models.base import Batch, ModelContext, SequentialRecommender, masked_cross_entropy
-from sgp4sr.models.mm_blocks import fit_length, frozen_table, last_target_rows, require_features
+from sgp4sr.models.mm_blocks import fit_length, frozen_table, last_target_rows, recbole_init, require_features
 from sgp4sr.models.registry import register
 
 
@@ -94,7 +94,7 @@ class MMMLP(SequentialRecommender):
         self.fusion_norm = nn.LayerNorm(hidden_size * len(streams), eps=layer_norm_eps)
         self.fusion = nn.Linear(hidden_size * len(streams), hidden_size)
         self.output_norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
-        self.apply(lambda m: _init(m, init_std))
+        recbole_init(self, init_std)
 
     def _stream_input(self, stream: str, seq: torch.Tensor) -> torch.Tensor:
         if stream == "id":
@@ -124,16 +124,3 @@ class MMMLP(SequentialRecommender):
         scores = self.sequence_state(batch.seq) @ self.item_embedding.weight.T
         return self.mask_padding_scores(scores)
 
-
-def _init(module: nn.Module, std: float) -> None:
-    """The official code's init: normal(0, std) weights, zero biases, unit LayerNorms."""
-    if isinstance(module, (nn.Linear, nn.Embedding)):
-        nn.init.normal_(module.weight, 0.0, std)
-        if isinstance(module, nn.Embedding) and module.padding_idx is not None:
-            with torch.no_grad():
-                module.weight[module.padding_idx].zero_()
-    if isinstance(module, nn.Linear) and module.bias is not None:
-        nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.LayerNorm):
-        nn.init.ones_(module.weight)
-        nn.init.zeros_(module.bias)
