@@ -1,0 +1,88 @@
+"""Interest Centre Attention (ICA) of SGP4SR (spec §2), in a form that serves both training forms.
+
+The ``k`` centres of a modality are queries over one layer's sequence input.
+For the *prefix* form (one output per row, at the last position) every centre
+sees every real position of the row. For the *one-pass* form (an output at
+every position ``j``) the example ending at ``j`` must only see positions
+``<= j``, so the centre states depend on ``j``: they form a ``(rows, k, d)``
+tensor, one set of ``k`` states per output position. Both are the same
+computation over a list of output positions ``(b, j)`` with a key mask
+``i <= j``; for the prefix form ``j`` is the last column and the mask reduces
+to the padding mask, so the two forms agree exactly.
+
+Only positions that need an output are computed (real positions with a
+target), never padding, and the layer-0 queries (the same for every row) are
+projected once.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from sgp4sr.models.layers import SASRecLayer, position_ids
+
+CENTRE_MASKS = ("padding", "causal_bug")
+
+
+def centre_key_mask(seq: torch.Tensor, rows_b: torch.Tensor, rows_j: torch.Tensor, k: int,
+                    mode: str = "padding") -> torch.Tensor:
+    """Boolean allow-mask (R, 1, 1|k, t) of the keys each output position's centres may attend.
+
+    ``padding``: real keys at positions ``<= j`` (the fix of defect §6.4).
+    ``causal_bug``: additionally centre ``c`` only sees the ``c + 1`` oldest
+    items, which is what the released code's ``~tril(k x t)`` mask did on its
+    right-padded sequences (kept to reproduce the original numbers).
+    """
+    t = seq.size(1)
+    cols = torch.arange(t, device=seq.device)
+    allowed = (seq[rows_b] != 0) & (cols[None, :] <= rows_j[:, None])  # (R, t)
+    if mode == "padding":
+        allowed = allowed[:, None, None, :]
+    elif mode == "causal_bug":
+        pos = position_ids(seq)[rows_b]  # (R, t) position from the oldest item
+        centre = torch.arange(k, device=seq.device)
+        allowed = allowed[:, None, None, :] & (pos[:, None, None, :] <= centre[None, None, :, None])
+    else:
+        raise ValueError(f"centre_mask must be one of {CENTRE_MASKS}, got {mode!r}")
+    # A query with no allowed key would give NaN; such rows are never real outputs.
+    return allowed | ~allowed.any(-1, keepdim=True)
+
+
+def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """(..., L, d) -> (..., heads, L, d/heads)."""
+    return x.unflatten(-1, (heads, -1)).transpose(-3, -2)
+
+
+def centre_step(layer: SASRecLayer, z: torch.Tensor, x: torch.Tensor, rows_b: torch.Tensor | None,
+                allowed: torch.Tensor) -> torch.Tensor:
+    """One ICA layer with the weights of the encoder ``layer`` it shares.
+
+    ``z`` (k, d) initial centres (layer 0, the same for every row) or (R, k, d)
+    per-row centre states; ``x`` (B, t, d) the layer's sequence input;
+    ``rows_b`` (R,) the row of each output position (None: one output per row,
+    R = B); ``allowed`` from :func:`centre_key_mask`. Mirrors the encoder layer
+    so the centres live in the same space: ``q = LN_a(z); z = q + MHA(q, x, x);
+    z = LN_f(z); z = z + FFN(z)``.
+    """
+    attn = layer.attn
+    q = layer.attn_norm(z)
+    keys = _heads(attn.k_proj(x), attn.heads)  # (B, h, t, dh): project once per row, then gather
+    values = _heads(attn.v_proj(x), attn.heads)
+    if rows_b is not None:
+        keys, values = keys[rows_b], values[rows_b]
+    queries = _heads(attn.q_proj(q), attn.heads)
+    if queries.dim() == 3:  # shared layer-0 queries: a view, not a copy
+        queries = queries.unsqueeze(0).expand(keys.size(0), -1, -1, -1)
+    out = F.scaled_dot_product_attention(queries, keys, values, attn_mask=allowed,
+                                         dropout_p=attn.dropout if layer.training else 0.0)
+    z = q + attn.out_proj(out.transpose(-3, -2).flatten(-2))  # (R, k, d)
+    z = layer.ffn_norm(z)
+    return z + layer.ffn(z)
+
+
+def centre_weights(logits: torch.Tensor, tau: float, sample: bool) -> torch.Tensor:
+    """Soft centre selection: Gumbel-softmax while training, plain softmax (no noise) at evaluation (§6.5)."""
+    if sample:
+        return F.gumbel_softmax(logits, tau=tau, hard=False, dim=-1)
+    return torch.softmax(logits / tau, dim=-1)
