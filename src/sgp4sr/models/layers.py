@@ -110,6 +110,18 @@ def causal_padding_mask(seq: torch.Tensor) -> torch.Tensor:
     return (causal.unsqueeze(0) & (seq != 0).unsqueeze(1)).unsqueeze(1)
 
 
+def position_ids(seq: torch.Tensor) -> torch.Tensor:
+    """(B, t) position of each item counted from the oldest real item (padding gets 0).
+
+    Counting from the oldest item keeps every position unchanged under extra
+    left padding *and* across prefixes: the item at index ``i`` has the same
+    position in the one-pass row as in each prefix row that contains it, so
+    the one-pass form's output at ``j`` equals the prefix form's (spec §8).
+    Counting back from the newest item would shift all positions by ``t-1-j``.
+    """
+    return ((seq != 0).long().cumsum(1) - 1).clamp_(min=0)
+
+
 def padding_mask(seq: torch.Tensor, queries: int | None = None) -> torch.Tensor:
     """(B, 1, Lq, t) True where the key is a real item (bidirectional attention)."""
     lq = queries or seq.size(1)
@@ -131,10 +143,8 @@ class ItemSequenceEmbedding(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def add_positions(self, x: torch.Tensor, seq: torch.Tensor) -> torch.Tensor:
-        """Positions count back from the newest item (index 0), so extra left
-        padding or a longer window leaves every real position unchanged."""
-        positions = torch.arange(seq.size(1) - 1, -1, -1, device=seq.device)
-        x = x + self.positions(positions)[None]
+        """Positions from :func:`position_ids` (counted from the oldest real item)."""
+        x = x + self.positions(position_ids(seq))
         return self.dropout(x) * (seq != 0).unsqueeze(-1)
 
     def forward(self, seq: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
