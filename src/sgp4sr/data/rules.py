@@ -1,0 +1,150 @@
+"""Input/params helpers of the data stage's Snakemake rules (workflow/rules/data.smk).
+
+They live here rather than in the rule file so the rule file holds rules
+only (``snakemake --lint``) and so the source -> files logic is unit-tested.
+:class:`DataRules` keeps the validated config; its bound methods take
+Snakemake's ``wildcards`` and are passed to ``input:``/``params:`` directly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from typing import Any, Iterable, Mapping
+from urllib.parse import urlparse
+
+DEMO_CATEGORY = "Demo"  # a demo dataset's raw files are named like a 2014 download of category "Demo"
+RAW_SOURCES = ("amazon2014", "amazon2018", "demo")
+
+
+class DataRuleError(ValueError):
+    """The config does not say where a dataset's files are."""
+
+
+def url_basename(url: str) -> str:
+    return os.path.basename(urlparse(url).path)
+
+
+def names_regex(names: Iterable[str]) -> str:
+    """Alternation of dataset names for ``wildcard_constraints``; never matches when empty."""
+    names = list(names)
+    return "(?:" + "|".join(re.escape(n) for n in names) + ")" if names else "(?!)"
+
+
+def _json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True)
+
+
+class DataRules:
+    def __init__(self, config: Mapping[str, Any], resources_dir: str = "resources") -> None:
+        self.config = config
+        self.resources = resources_dir
+
+    # -- which rule serves which dataset -------------------------------------------------
+    def _where(self, *sources: str) -> list[str]:
+        return [ds for ds, cfg in self.config["datasets"].items() if cfg["source"] in sources]
+
+    @property
+    def raw_datasets(self) -> str:
+        return names_regex(self._where(*RAW_SOURCES))
+
+    @property
+    def demo_datasets(self) -> str:
+        return names_regex(self._where("demo"))
+
+    @property
+    def benchmark_datasets(self) -> str:
+        return names_regex(self._where("benchmark"))
+
+    @property
+    def download_datasets(self) -> str:
+        return names_regex(ds for ds, cfg in self.config["datasets"].items() if cfg.get("files"))
+
+    # -- paths -------------------------------------------------------------------------
+    def cfg(self, dataset: str) -> Mapping[str, Any]:
+        return self.config["datasets"][dataset]
+
+    def download_dir(self, dataset: str) -> str:
+        return f"{self.resources}/downloads/{dataset}"
+
+    def raw_file(self, dataset: str, role: str) -> str:
+        """The reviews/meta file of an Amazon or demo dataset in its download folder."""
+        cfg = self.cfg(dataset)
+        entry = cfg.get("files", {}).get(role)
+        if entry:
+            return f"{self.download_dir(dataset)}/{url_basename(entry['url'])}"
+        source = cfg["source"]
+        category = DEMO_CATEGORY if source == "demo" else cfg["category"]
+        if role == "meta":
+            name = f"meta_{category}.json.gz"
+        elif source == "amazon2018":
+            name = f"{category}_5.json.gz"
+        else:
+            name = f"reviews_{category}_5.json.gz"
+        return f"{self.download_dir(dataset)}/{name}"
+
+    # -- rule inputs and params (each takes Snakemake's wildcards) ----------------------
+    def download_entry(self, wildcards) -> Mapping[str, Any]:
+        files = self.cfg(wildcards.dataset).get("files", {})
+        for entry in files.values():
+            if url_basename(entry["url"]) == wildcards.filename:
+                return entry
+        known = ", ".join(url_basename(e["url"]) for e in files.values()) or "none"
+        raise DataRuleError(
+            f"dataset {wildcards.dataset!r} has no files entry for {wildcards.filename!r}; known: {known}"
+        )
+
+    def download_url(self, wildcards) -> str:
+        return self.download_entry(wildcards)["url"]
+
+    def download_checks(self, wildcards) -> str:
+        entry = self.download_entry(wildcards)
+        args = []
+        if entry.get("sha256"):
+            args += ["--sha256", entry["sha256"]]
+        if entry.get("size") is not None:
+            args += ["--size", str(int(entry["size"]))]
+        return " ".join(args)
+
+    def raw_inputs(self, wildcards) -> dict[str, str]:
+        return {"reviews": self.raw_file(wildcards.dataset, "reviews"), "meta": self.raw_file(wildcards.dataset, "meta")}
+
+    def demo_out_dir(self, wildcards) -> str:
+        return self.download_dir(wildcards.dataset)
+
+    def demo_config_json(self, wildcards) -> str:
+        return _json(self.cfg(wildcards.dataset).get("demo", {}))
+
+    def skip_malformed_flag(self, wildcards) -> str:
+        return "--skip-malformed" if self.cfg(wildcards.dataset).get("skip_malformed") else ""
+
+    def kcore(self, wildcards) -> int:
+        return int(self.cfg(wildcards.dataset).get("kcore", 5))
+
+    def benchmark_inputs(self, wildcards) -> dict[str, str]:
+        """train/valid/test: downloaded ``files`` roles, else ``<path>/<name>.<part>.inter``.
+
+        The train file is optional (the published Clothing split has none):
+        without it the valid rows give the training sequences.
+        """
+        cfg = self.cfg(wildcards.dataset)
+        files = cfg.get("files", {})
+        inputs = {}
+        for part in ("train", "valid", "test"):
+            if part in files:
+                inputs[part] = f"{self.download_dir(wildcards.dataset)}/{url_basename(files[part]['url'])}"
+            elif cfg.get("path"):
+                path = f"{cfg['path']}/{cfg['name']}.{part}.inter"
+                if part != "train" or os.path.exists(path):
+                    inputs[part] = path
+            elif part != "train":
+                raise DataRuleError(f"benchmark dataset {wildcards.dataset!r} needs `path` or files.{part}")
+        return inputs
+
+    @staticmethod
+    def benchmark_train_arg(wildcards, input) -> str:  # noqa: A002 - Snakemake passes `input` by name
+        return f"--train {input.train}" if "train" in input.keys() else ""
+
+    def paper_stats_json(self, wildcards) -> str:
+        return _json(self.cfg(wildcards.dataset).get("paper_stats", {}))
