@@ -75,6 +75,7 @@ def test_latex_escapes_specials_and_marks():
                                              [Cell("a&b"), Cell("+5.00%", "second")]]))
     assert r"\textbf{0.1 $\pm$ 0.0}" in tex and r"\underline{+5.00\%}" in tex
     assert r"w/o\_COO" in tex and r"a\&b" in tex and "±" not in tex
+    assert latex_escape("a − b") == "a $-$ b"
 
 
 def test_markdown_bold_underline_and_pipe_escape():

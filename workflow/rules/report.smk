@@ -3,6 +3,8 @@
 # from sgp4sr.report.plan (the same functions build the targets of `all`), so
 # the rule inputs request exactly the configured models, datasets and seeds;
 # every run is a cached `train` job.
+import os
+
 from sgp4sr.report import plan as report_plan
 
 REPORT = report_plan.REPORT_DIR
@@ -20,8 +22,9 @@ def report_outputs(stem, caption, category):
     }
 
 
-def report_prefix(stem):
-    return f"{REPORT}/{stem}"
+def output_prefix(wildcards, output):
+    """The shared stem of a step's outputs (the command adds the suffixes)."""
+    return os.path.splitext(output[0])[0]
 
 
 def table1_stats(wildcards):
@@ -101,17 +104,19 @@ rule table1:
         **report_outputs("table1_stats", "../report/table1.rst", "Tables"),
     params:
         paper=table1_paper,
-        prefix=report_prefix("table1_stats"),
+        prefix=output_prefix,
     log:
         "logs/report/table1.log",
     benchmark:
         "benchmarks/snakemake/report/table1.tsv"
     threads: 1
+    conda:
+        "../envs/sgp4sr.yaml"
     resources:
         mem_mb=1000,
         runtime=5,
     shell:
-        "sgp4sr --log {log} report table1 --stats {input.stats} --paper-stats '{params.paper}'"
+        "sgp4sr --log {log} report table1 --stats {input.stats} --paper-stats {params.paper:q}"
         " --out-prefix {params.prefix}"
 
 
@@ -125,12 +130,14 @@ rule table2:
         proposed=proposed_model,
         metrics=report_metrics,
         significance=EXPERIMENTS["significance_metric"],
-        prefix=report_prefix("table2_overall"),
+        prefix=output_prefix,
     log:
         "logs/report/table2.log",
     benchmark:
         "benchmarks/snakemake/report/table2.tsv"
     threads: 1
+    conda:
+        "../envs/sgp4sr.yaml"
     resources:
         mem_mb=2000,
         runtime=10,
@@ -148,12 +155,14 @@ rule table3:
         proposed=proposed_model,
         variants=table3_variants,
         metrics=report_metrics,
-        prefix=report_prefix("table3_ablation"),
+        prefix=output_prefix,
     log:
         "logs/report/table3.log",
     benchmark:
         "benchmarks/snakemake/report/table3.tsv"
     threads: 1
+    conda:
+        "../envs/sgp4sr.yaml"
     resources:
         mem_mb=1000,
         runtime=5,
@@ -172,12 +181,14 @@ rule figure_noise:
     params:
         proposed=proposed_model,
         modality=EXPERIMENTS["noise"]["modality"],
-        prefix=report_prefix("figure3_noise"),
+        prefix=output_prefix,
     log:
         "logs/report/figure_noise.log",
     benchmark:
         "benchmarks/snakemake/report/figure_noise.tsv"
     threads: 1
+    conda:
+        "../envs/sgp4sr.yaml"
     resources:
         mem_mb=1500,
         runtime=5,
@@ -196,18 +207,20 @@ rule figure_centres:
     params:
         proposed=proposed_model,
         default_k=centre_default_k,
-        prefix=report_prefix("figure4_centres"),
+        prefix=output_prefix,
     log:
         "logs/report/figure_centres.log",
     benchmark:
         "benchmarks/snakemake/report/figure_centres.tsv"
     threads: 1
+    conda:
+        "../envs/sgp4sr.yaml"
     resources:
         mem_mb=1500,
         runtime=5,
     shell:
         "sgp4sr --log {log} report figure-centres --runs {input.runs} --proposed {params.proposed}"
-        " --default-k '{params.default_k}' --out-prefix {params.prefix}"
+        " --default-k {params.default_k:q} --out-prefix {params.prefix}"
 
 
 checkpoint tuning_select:
@@ -229,12 +242,14 @@ checkpoint tuning_select:
     benchmark:
         "benchmarks/snakemake/report/tuning_select/{dataset}.tsv"
     threads: 1
+    conda:
+        "../envs/sgp4sr.yaml"
     resources:
         mem_mb=1000,
         runtime=5,
     shell:
         "sgp4sr --log {log} report tuning-select --runs {input.runs} --metric {params.metric}"
-        " --defaults '{params.defaults}' --out {output.selected} --grid-out {output.grid}"
+        " --defaults {params.defaults:q} --out {output.selected} --grid-out {output.grid}"
 
 
 rule tuning_table:
@@ -245,12 +260,14 @@ rule tuning_table:
         **report_outputs("tuning", "../report/tuning.rst", "Hyper-parameter search"),
     params:
         metrics=report_metrics,
-        prefix=report_prefix("tuning"),
+        prefix=output_prefix,
     log:
         "logs/report/tuning_table.log",
     benchmark:
         "benchmarks/snakemake/report/tuning_table.tsv"
     threads: 1
+    conda:
+        "../envs/sgp4sr.yaml"
     resources:
         mem_mb=1000,
         runtime=5,

@@ -46,8 +46,17 @@ _DEFAULT_SOURCE = {"lr": ("training", "lr"), "wd": ("training", "weight_decay"),
 
 
 def experiments(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``experiments`` section with the defaults filled in (lists are replaced, not merged)."""
-    return deep_merge(DEFAULT_EXPERIMENTS, config.get("experiments"))
+    """The ``experiments`` section with the defaults filled in.
+
+    Lists are replaced, not merged; so are the search ``grid`` and ``subset``
+    (a user's subset over other keys must not inherit the default's keys).
+    """
+    given = config.get("experiments") or {}
+    merged = deep_merge(DEFAULT_EXPERIMENTS, given)
+    for key in ("grid", "subset"):
+        if key in given.get("tuning", {}):
+            merged["tuning"][key] = given["tuning"][key]
+    return merged
 
 
 def datasets(config: Mapping[str, Any]) -> list[str]:

@@ -66,7 +66,7 @@ def marks(values: Sequence[float | None], decimals: int = 4) -> list[str]:
 
 _LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
-_LATEX_UNICODE = {"±": r"$\pm$", "—": "--", "Δ": r"$\Delta$", "≤": r"$\leq$", "<": r"\textless{}",
+_LATEX_UNICODE = {"±": r"$\pm$", "—": "--", "−": "$-$", "Δ": r"$\Delta$", "≤": r"$\leq$", "<": r"\textless{}",
                   ">": r"\textgreater{}"}
 
 
