@@ -1,0 +1,79 @@
+"""The visual features published with the 2014 Amazon data (``image_features_<Category>.b``).
+
+The file is a bare sequence of records: a 10-byte ASCII ASIN, then 4096
+little-endian float32 (a CNN's fc7 output). Clothing's file is ~60 GB for
+~1.5 M products of which the 5-core data keeps ~23 k, so the reader streams
+it in chunks and keeps only the wanted rows; it never holds the whole file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from sgp4sr.features.matrix import FeatureFileError
+
+log = logging.getLogger(__name__)
+
+ASIN_BYTES = 10
+PUBLISHED_DIM = 4096
+
+
+def record_dtype(dim: int = PUBLISHED_DIM) -> np.dtype:
+    return np.dtype([("asin", f"S{ASIN_BYTES}"), ("vec", "<f4", (dim,))])
+
+
+def read_published_features(
+    path: str | os.PathLike,
+    wanted: Mapping[str, int],
+    out: np.ndarray,
+    *,
+    dim: int = PUBLISHED_DIM,
+    chunk_records: int = 2048,
+    progress: bool = True,
+) -> np.ndarray:
+    """Copy the records whose ASIN is in ``wanted`` (ASIN -> row) into ``out[row]``.
+
+    Returns a boolean mask over the rows of ``out`` marking those found. A
+    truncated final record is an error naming the byte offset; an ASIN that
+    occurs twice keeps its first record (later copies are counted in the log).
+    """
+    path = Path(path)
+    if out.shape[1] != dim:
+        raise ValueError(f"output matrix has dimension {out.shape[1]}, the file holds {dim}")
+    dtype = record_dtype(dim)
+    size = path.stat().st_size
+    if size % dtype.itemsize:
+        full = size // dtype.itemsize
+        raise FeatureFileError(
+            f"{path}: size {size} bytes is not a whole number of {dtype.itemsize}-byte records "
+            f"(10-byte ASIN + {dim} float32); the record at byte {full * dtype.itemsize} is truncated"
+        )
+    keys = {asin.encode("ascii"): row for asin, row in wanted.items() if len(asin) == ASIN_BYTES}
+    found = np.zeros(len(out), dtype=bool)
+    duplicates = 0
+    n_records = size // dtype.itemsize
+    with open(path, "rb") as fh, tqdm(total=n_records, unit="rec", desc=path.name, disable=not progress) as bar:
+        while True:
+            block = fh.read(chunk_records * dtype.itemsize)
+            if not block:
+                break
+            records = np.frombuffer(block, dtype=dtype)
+            for pos, asin in enumerate(records["asin"]):
+                row = keys.get(asin)
+                if row is None:
+                    continue
+                if found[row]:
+                    duplicates += 1
+                    continue
+                out[row] = records["vec"][pos]
+                found[row] = True
+            bar.update(len(records))
+    log.info("%s: %d records, %d of %d wanted items found%s", path.name, n_records, int(found.sum()),
+             len(wanted), f", {duplicates} duplicate records ignored" if duplicates else "")
+    return found
