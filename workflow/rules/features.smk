@@ -1,89 +1,18 @@
 # Rules of the features stage (see docs/architecture.md).
 # One `features` job per dataset and modality writes <modality>.npy and
 # <modality>.manifest.parquet; `feature_manifest` joins the per-modality
-# manifests; `feature_noise` derives <modality>@noise<ratio>.npy.
-from sgp4sr.features.build import resolve_modality, source_file_for
-from sgp4sr.features.noise import DEFAULT_NOISE_RATIOS, noisy_name
+# manifests into manifest.parquet; `feature_noise` derives
+# <modality>@noise<ratio>.npy. Input/params helpers: sgp4sr.features.rules
+# (FEATURES.targets(dataset) lists everything for `all`).
+from sgp4sr.features.rules import FeatureRules
 
-
-def features_dir(dataset):
-    return f"results/{dataset}/features"
-
-
-def image_cache_dir(dataset):
-    return f"{RESOURCES}/images/{dataset}"
-
-
-def modality_cfg(dataset, modality):
-    mods = dataset_cfg(dataset).get("modalities", {})
-    if modality not in mods:
-        raise WorkflowError(
-            f"dataset {dataset!r} has no modality {modality!r}; configured: {', '.join(mods) or 'none'}"
-        )
-    return resolve_modality(mods[modality])
-
-
-def noise_ratios(dataset):
-    return list(dataset_cfg(dataset).get("noise_ratios", DEFAULT_NOISE_RATIOS))
-
-
-def feature_targets(dataset):
-    """Clean matrices, the manifest and every configured noise variant of `dataset`."""
-    out = features_dir(dataset)
-    targets = [f"{out}/manifest.parquet"]
-    for modality in modalities(dataset):
-        targets.append(f"{out}/{modality}.npy")
-        targets += [f"{out}/{noisy_name(modality, r)}.npy" for r in noise_ratios(dataset)]
-    return targets
-
-
-def feature_source(wildcards):
-    """The .b / .npy file a published or benchmark modality reads ("" for the encoders)."""
-    modality_cfg(wildcards.dataset, wildcards.modality)
-    path = source_file_for(dataset_cfg(wildcards.dataset), wildcards.modality, download_dir(wildcards.dataset))
-    return path or ""
-
-
-def feature_source_input(wildcards):
-    path = feature_source(wildcards)
-    return [path] if path else []
-
-
-def feature_download_dir(wildcards):
-    return download_dir(wildcards.dataset)
-
-
-def feature_cache_dir(wildcards):
-    return image_cache_dir(wildcards.dataset)
-
-
-def feature_config_json(wildcards):
-    return as_json(modality_cfg(wildcards.dataset, wildcards.modality))
-
-
-def feature_mem_mb(wildcards):
-    # published: the kept 4096-d rows (~380 MB on Clothing) plus the read buffer.
-    encoder = modality_cfg(wildcards.dataset, wildcards.modality)["encoder"]
-    return {"sentence": 4000, "clip": 6000, "published": 4000, "benchmark": 2000}[encoder]
-
-
-def feature_runtime(wildcards):
-    # minutes; CLIP on images dominates (downloads + a ViT per image on a CPU).
-    cfg = modality_cfg(wildcards.dataset, wildcards.modality)
-    if cfg["encoder"] == "clip":
-        return 240 if cfg["input"] == "image" else 60
-    return {"sentence": 60, "published": 120, "benchmark": 10}[cfg["encoder"]]
-
-
-def feature_manifest_inputs(wildcards):
-    out = features_dir(wildcards.dataset)
-    return [f"{out}/{m}.manifest.parquet" for m in modalities(wildcards.dataset)]
+FEATURES = FeatureRules(config, RESOURCES)
 
 
 rule features:
     input:
-        items="results/{dataset}/data/items.parquet",
-        source=feature_source_input,
+        item_table="results/{dataset}/data/items.parquet",
+        source=FEATURES.source_input,
     output:
         features="results/{dataset}/features/{modality}.npy",
         manifest="results/{dataset}/features/{modality}.manifest.parquet",
@@ -92,26 +21,28 @@ rule features:
     benchmark:
         "benchmarks/snakemake/features/{dataset}.{modality}.tsv"
     params:
-        config=feature_config_json,
-        source=feature_source,
-        downloads=feature_download_dir,
-        cache=feature_cache_dir,
+        config=FEATURES.config_json,
+        source=FEATURES.source_arg,
+        downloads=FEATURES.download_dir,
+        cache=FEATURES.cache_dir,
         seed=SEED,
     threads: 4
     resources:
-        mem_mb=feature_mem_mb,
-        runtime=feature_runtime,
+        mem_mb=FEATURES.mem_mb,
+        runtime=FEATURES.runtime,
+    conda:
+        "../envs/sgp4sr.yaml"
     shell:
-        "sgp4sr --log {log} features encode --items {input.items} --modality {wildcards.modality}"
-        " --config {params.config:q} --source-file {params.source:q}"
+        "sgp4sr --log {log} features encode --items {input.item_table:q} --modality {wildcards.modality}"
+        " --config {params.config:q} {params.source}"
         " --download-dir {params.downloads:q} --cache-dir {params.cache:q} --seed {params.seed}"
         " --threads {threads} --no-progress"
-        " --out {output.features} --manifest-out {output.manifest}"
+        " --out {output.features:q} --manifest-out {output.manifest:q}"
 
 
 rule feature_manifest:
     input:
-        feature_manifest_inputs,
+        FEATURES.manifest_inputs,
     output:
         "results/{dataset}/features/manifest.parquet",
     log:
@@ -122,8 +53,10 @@ rule feature_manifest:
     resources:
         mem_mb=1000,
         runtime=10,
+    conda:
+        "../envs/sgp4sr.yaml"
     shell:
-        "sgp4sr --log {log} features manifest {input} --out {output}"
+        "sgp4sr --log {log} features manifest {input:q} --out {output:q}"
 
 
 rule feature_noise:
@@ -143,6 +76,8 @@ rule feature_noise:
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        "../envs/sgp4sr.yaml"
     shell:
-        "sgp4sr --log {log} features noise --features {input} --modality {wildcards.modality}"
-        " --ratio {wildcards.ratio} --seed {params.seed} --out {output}"
+        "sgp4sr --log {log} features noise --features {input:q} --modality {wildcards.modality}"
+        " --ratio {wildcards.ratio} --seed {params.seed} --out {output:q}"
