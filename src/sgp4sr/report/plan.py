@@ -27,16 +27,16 @@ DEFAULT_EXPERIMENTS: dict[str, Any] = {
     "metrics": ["recall@10", "ndcg@10", "recall@50", "ndcg@50"],
     "significance_metric": "ndcg@10",
     "tables": ["table1", "table2", "table3"],
-    "noise": {"enabled": True, "modality": "image", "ratios": [0.0, 0.2, 0.4], "baselines": ["sasrecf"],
+    "noise": {"enabled": True, "modality": "image", "ratios": [0.0, 0.25, 0.5], "baselines": ["sasrecf"],
               "seeds": None},
-    "centres": {"enabled": True, "k": [0, 10, 20, 50, 100], "seeds": None},
+    "centres": {"enabled": True, "k": [0, 5, 20, 50], "seeds": None},
     "tuning": {
         "enabled": True,
         "model": "sgp4sr",
         "seed": None,
         "grid": {"lr": [0.0001, 0.0005, 0.001, 0.005], "H": [5, 10, 15, 20], "mu_o": [0.1, 0.2, 0.3, 0.4, 0.5],
                  "mu_m": [1.5, 2.0, 2.5, 3.0], "k": [10, 20, 30, 40, 50, 60, 80, 100]},
-        "subset": {"lr": [0.001, 0.005], "mu_o": [0.1, 0.3]},
+        "subset": {"lr": [0.001, 0.005]},
     },
 }
 
