@@ -100,9 +100,10 @@ def select_targets(hidden: torch.Tensor, target: torch.Tensor) -> tuple[torch.Te
     return hidden[keep], target[keep]
 
 
-def gelu_ffn(hidden_size: int, inner_size: int, dropout: float) -> nn.Sequential:
-    """RecBole's feed-forward: ``d -> inner`` GELU ``-> d`` then dropout (no inner dropout)."""
-    return nn.Sequential(nn.Linear(hidden_size, inner_size), nn.GELU(), nn.Linear(inner_size, hidden_size),
+def position_ffn(hidden_size: int, inner_size: int, dropout: float, activation: str = "gelu") -> nn.Sequential:
+    """RecBole's feed-forward: ``d -> inner``, GELU (or ReLU), ``-> d``, then dropout (no inner dropout)."""
+    act = {"gelu": nn.GELU, "relu": nn.ReLU}[activation]
+    return nn.Sequential(nn.Linear(hidden_size, inner_size), act(), nn.Linear(inner_size, hidden_size),
                          nn.Dropout(dropout))
 
 
@@ -110,12 +111,12 @@ class PostLNLayer(nn.Module):
     """RecBole's Transformer layer (post-LN): ``x = LN(x + Drop(MHA(x))); x = LN(x + FFN(x))``."""
 
     def __init__(self, hidden_size: int, heads: int, inner_size: int, dropout: float,
-                 attn_dropout: float, eps: float = 1e-12) -> None:
+                 attn_dropout: float, eps: float = 1e-12, activation: str = "gelu") -> None:
         super().__init__()
         self.attn = MultiHeadAttention(hidden_size, heads, attn_dropout)
         self.attn_drop = nn.Dropout(dropout)
         self.attn_norm = nn.LayerNorm(hidden_size, eps=eps)
-        self.ffn = gelu_ffn(hidden_size, inner_size, dropout)
+        self.ffn = position_ffn(hidden_size, inner_size, dropout, activation)
         self.ffn_norm = nn.LayerNorm(hidden_size, eps=eps)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, key: torch.Tensor | None = None) -> torch.Tensor:
@@ -129,9 +130,9 @@ class PostLNEncoder(nn.Module):
     """A stack of :class:`PostLNLayer` (RecBole ``TransformerEncoder``)."""
 
     def __init__(self, hidden_size: int, layers: int, heads: int, inner_size: int, dropout: float,
-                 attn_dropout: float, eps: float = 1e-12) -> None:
+                 attn_dropout: float, eps: float = 1e-12, activation: str = "gelu") -> None:
         super().__init__()
-        self.layers = nn.ModuleList(PostLNLayer(hidden_size, heads, inner_size, dropout, attn_dropout, eps)
+        self.layers = nn.ModuleList(PostLNLayer(hidden_size, heads, inner_size, dropout, attn_dropout, eps, activation)
                                     for _ in range(layers))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, keep: torch.Tensor | None = None) -> torch.Tensor:
