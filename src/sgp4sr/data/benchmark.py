@@ -24,17 +24,16 @@ log = logging.getLogger(__name__)
 
 def split_to_frame(data: SplitData) -> pd.DataFrame:
     """Long table ``user, item, timestamp, rating`` of every event (train, valid, test)."""
-    users, items, times = [], [], []
-    for u, seq in enumerate(data.train_seqs):
-        full = np.r_[seq, data.valid_items[u], data.test_items[u]]
-        users.append(np.full(len(full), u))
-        items.append(full)
-        times.append(np.arange(len(full), dtype=np.int64))
-    user_idx, item_idx = np.concatenate(users), np.concatenate(items)
+    targets = np.stack([data.valid_items, data.test_items], axis=1)
+    item_idx = np.concatenate([np.concatenate([seq, targets[u]]) for u, seq in enumerate(data.train_seqs)])
+    lengths = np.array([len(seq) + 2 for seq in data.train_seqs])
+    user_idx = np.repeat(np.arange(data.n_users), lengths)
+    # Position within the user's sequence: a running index minus each user's start.
+    times = np.arange(len(item_idx)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
     return pd.DataFrame({
         "user": data.user_tokens[user_idx].astype(str),
         "item": data.item_tokens[item_idx].astype(str),
-        "timestamp": np.concatenate(times),
+        "timestamp": times.astype(np.int64),
         "rating": np.full(len(user_idx), np.nan, dtype=np.float32),
     })
 

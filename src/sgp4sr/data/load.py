@@ -168,9 +168,8 @@ def load_split_files(
         raise SplitFormatError(f"{valid.path} and {test.path} hold different users, e.g. {only}")
 
     if mapping is None:
+        # Valid rows + both targets hold every event; train rows are checked against them below.
         tokens = [t for seq in valid.seqs for t in seq] + valid.targets + test.targets
-        if train is not None:
-            tokens += train.targets + [t for seq in train.seqs for t in seq]
         item_map, user_map = item_index(tokens), user_index(v_pos)
     else:
         item_map, user_map = mapping

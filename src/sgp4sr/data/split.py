@@ -36,7 +36,8 @@ def order_and_split(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int], 
         frame = frame[~short].reset_index(drop=True)
     if frame.empty:
         raise ValueError("no user has 3 or more interactions; nothing to split")
-    users, items = user_index(frame["user"]), item_index(frame["item"])
+    # Unique values first: iterating a 100k-row (arrow) string column in Python is slow.
+    users, items = user_index(frame["user"].unique().tolist()), item_index(frame["item"].unique().tolist())
     out = pd.DataFrame({
         "user_idx": frame["user"].map(users).astype(np.int32),
         "item_idx": frame["item"].map(items).astype(np.int32),
@@ -64,13 +65,12 @@ def _write_inter(path: Path, rows) -> None:
 def write_inter_files(out_dir: Path, table: pd.DataFrame, item_tokens: np.ndarray, user_tokens: np.ndarray) -> None:
     """RecBole atomic files with the original tokens (train = every prefix and its next item)."""
     train_rows, valid_rows, test_rows = [], [], []
-    items = table["item_idx"].to_numpy()
-    bounds = np.flatnonzero(np.diff(table["user_idx"].to_numpy())) + 1
-    starts = np.r_[0, bounds]
-    ends = np.r_[bounds, len(table)]
-    for s, e in zip(starts, ends):
-        user = user_tokens[table["user_idx"].iat[s]]
-        seq = [item_tokens[i] for i in items[s:e]]
+    tokens = item_tokens[table["item_idx"].to_numpy()].tolist()
+    user_idx = table["user_idx"].to_numpy()
+    bounds = np.flatnonzero(np.diff(user_idx)) + 1
+    for s, e in zip(np.r_[0, bounds].tolist(), np.r_[bounds, len(table)].tolist()):
+        user = user_tokens[user_idx[s]]
+        seq = tokens[s:e]
         train = seq[:-2]
         for j in range(1, len(train)):
             train_rows.append(f"{user}\t{' '.join(train[:j])}\t{train[j]}\n")
