@@ -159,3 +159,11 @@ def test_context_file_names_follow_the_contract(tmp_path):
     assert feature_file("x", "text", "image@noise0.1").name == "text.npy"
     with pytest.raises(ValueError, match="--features"):
         context_files(("features",), ["image"], None, None)
+
+
+def test_static_requires_match_the_model_classes():
+    """The Snakefile lists a run's inputs from REQUIRES without importing the models: they must agree."""
+    from sgp4sr.models.registry import REQUIRES, available_models, get_model_class
+
+    for name in available_models():
+        assert tuple(get_model_class(name).requires) == REQUIRES[name], name

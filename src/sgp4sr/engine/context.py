@@ -34,9 +34,12 @@ class ContextFiles:
     cooccurrence: Path | None = None
     modal_graphs: dict[str, Path] = field(default_factory=dict)
     centres: dict[str, Path] = field(default_factory=dict)
+    #: ``wo_mul``: the feature files concatenated (rows normalised) into the ``fused`` modality
+    fused_features: list[Path] = field(default_factory=list)
 
     def all(self) -> list[Path]:
         paths = list(self.features.values()) + list(self.modal_graphs.values()) + list(self.centres.values())
+        paths += [p for p in self.fused_features if p not in paths]
         return paths + ([self.cooccurrence] if self.cooccurrence else [])
 
 
@@ -63,6 +66,8 @@ def context_files(requires: Iterable[str], modalities: Sequence[str], features_d
         if features_dir is None:
             raise ValueError("this model needs item features: pass the features folder (--features)")
         files.features = {m: feature_file(features_dir, m, fset) for m in modalities}
+        if "wo_mul" in ablations:
+            files.fused_features = list(files.features.values())
     if requires & {"cooccurrence", "modal_graphs", "centres"} and graphs_dir is None:
         raise ValueError("this model needs graphs: pass the graphs folder (--graphs)")
     if "cooccurrence" in requires:
@@ -73,29 +78,23 @@ def context_files(requires: Iterable[str], modalities: Sequence[str], features_d
         sub = Path(graphs_dir) / fset  # type: ignore[arg-type]
         if "modal_graphs" in requires:
             files.modal_graphs = {m: sub / f"{m}_{graph_suffix(graph_settings)}.npz" for m in graph_modalities}
-        if "centres" in requires:
-            k = int(graph_settings["centres"])
+        k = int(graph_settings.get("centres", 0))
+        if "centres" in requires and k > 0:  # k = 0: no centres built (models without centres)
             files.centres = {m: sub / f"{m}_centres_k{k}_s{int(centres_seed)}.npz" for m in graph_modalities}
     return files
 
 
 def _load_graph(path: Path) -> sp.csr_matrix:
-    try:  # the graph stage's reader checks its own format when it is installed
-        from sgp4sr.graphs import load_graph  # type: ignore[attr-defined]
-    except ImportError:
-        return sp.load_npz(path).tocsr()
+    from sgp4sr.graphs import load_graph  # the graph stage owns the file layout and its checks
+
     return load_graph(path)
 
 
 def _load_centres(path: Path) -> sp.csr_matrix:
     """Membership (k, n_items) through the graph stage's reader, which owns the file layout."""
-    try:
-        from sgp4sr.graphs import load_centres  # type: ignore[attr-defined]
-    except ImportError:
-        raise ImportError(f"cannot read {path}: sgp4sr.graphs.load_centres is not installed") from None
-    centres = load_centres(path)
-    membership = centres.get("membership") if isinstance(centres, Mapping) else getattr(centres, "membership", centres)
-    return sp.csr_matrix(membership)
+    from sgp4sr.graphs import load_centres
+
+    return sp.csr_matrix(load_centres(path).membership)
 
 
 def _check_rows(name: str, path: Path, n_rows: int, n_items: int) -> None:
@@ -116,6 +115,10 @@ def load_context(files: ContextFiles, n_items: int, max_len: int, extra: Mapping
             raise ValueError(f"{path}: features must be 2-D (n_items, d), got shape {array.shape}")
         _check_rows("feature matrix", path, array.shape[0], n_items)
         ctx.features[m] = np.asarray(array, dtype=np.float32)
+    if files.fused_features:
+        from sgp4sr.graphs.neighbours import load_features  # the graph stage defines how `fused` is built
+
+        ctx.features[FUSED] = load_features(files.fused_features)
     if files.cooccurrence is not None:
         ctx.cooccurrence = _load_graph(files.cooccurrence)
         _check_rows("co-occurrence matrix", files.cooccurrence, ctx.cooccurrence.shape[0], n_items)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+from typing import TYPE_CHECKING
 
-from sgp4sr.models.base import SequentialRecommender
+if TYPE_CHECKING:  # keep this module free of torch: the Snakefile reads REQUIRES at parse time
+    from sgp4sr.models.base import SequentialRecommender
 
 # name -> module that defines it (module must define exactly one registered class)
 _MODULES = {
@@ -22,7 +24,29 @@ _MODULES = {
     "iisan": "sgp4sr.models.iisan",
 }
 
+#: what each model reads beyond the sequences (each class's ``requires``; a test keeps them equal),
+#: so the workflow can list a run's input files without importing torch or the model
+REQUIRES: dict[str, tuple[str, ...]] = {
+    "sgp4sr": ("cooccurrence", "modal_graphs", "centres", "features"),
+    "sasrec": (),
+    "gru4rec": (),
+    "bert4rec": (),
+    "fdsa": ("features",),
+    "sasrecf": ("features",),
+    "unisrec": ("features",),
+    "mmmlp": ("features",),
+    "missrec": ("features",),
+    "hm4sr": ("features",),
+}
+
 _REGISTRY: dict[str, type[SequentialRecommender]] = {}
+
+
+def model_requires(name: str) -> tuple[str, ...]:
+    """Static ``requires`` of a model by name (no import of the model module)."""
+    if name not in REQUIRES:
+        raise KeyError(f"unknown model '{name}'; known: {', '.join(sorted(REQUIRES))}")
+    return REQUIRES[name]
 
 
 def register(name: str):
