@@ -85,3 +85,21 @@ def test_shipped_configs_plan(name):
     assert any(t.endswith("table2_overall.csv") for t in targets)
     for ds in plan.datasets(config):
         assert plan.tuning_points(config, ds)
+
+
+def test_rule_helpers(config):
+    from types import SimpleNamespace
+
+    from sgp4sr.report.rules import ReportRules
+
+    config["datasets"]["toy"]["paper_stats"] = {"users": 5}
+    rules = ReportRules(config)
+    wc = SimpleNamespace(dataset="toy")
+    assert rules.output_prefix(wc, ["results/report/table2_overall.csv", "x.md"]) == "results/report/table2_overall"
+    assert rules.table1_paper(wc) == '{"toy": {"users": 5}}'
+    inputs = rules.table2_inputs(wc)
+    assert len(inputs) == 2 * 6 and rules.table2_metrics(wc).count("metrics.json") == 6
+    assert rules.table3_variants(wc) == "default wo_coo wo_cip"
+    assert rules.centre_default_k(wc) == '{"toy": 4}'
+    assert rules.valid_metric(wc) == "recall@5"
+    assert len(rules.grid_inputs(wc)) == 4

@@ -1,110 +1,25 @@
 # Rules of the report stage (see docs/architecture.md): Tables 1-3, Figures 3-4,
-# the hyper-parameter search and its table. Which runs each step reads comes
-# from sgp4sr.report.plan (the same functions build the targets of `all`), so
-# the rule inputs request exactly the configured models, datasets and seeds;
-# every run is a cached `train` job.
-import os
+# the hyper-parameter search (a checkpoint: the chosen point decides which runs
+# follow) and its table. Input/params helpers: sgp4sr.report.rules; which runs
+# each step reads comes from sgp4sr.report.plan, which also lists the targets
+# of `all`, so only configured models/datasets/seeds appear. Every run is a
+# cached `train` job.
+from sgp4sr.report.rules import ReportRules
 
-from sgp4sr.report import plan as report_plan
-
-REPORT = report_plan.REPORT_DIR
-EXPERIMENTS = report_plan.experiments(config)
-
-
-def report_outputs(stem, caption, category):
-    """CSV/Markdown/LaTeX for people who copy numbers; the HTML rendering goes into the report."""
-    prefix = f"{REPORT}/{stem}"
-    return {
-        "csv": f"{prefix}.csv",
-        "md": f"{prefix}.md",
-        "tex": f"{prefix}.tex",
-        "html": report(f"{prefix}.html", caption=caption, category=category),
-    }
-
-
-def output_prefix(wildcards, output):
-    """The shared stem of a step's outputs (the command adds the suffixes)."""
-    return os.path.splitext(output[0])[0]
-
-
-def table1_stats(wildcards):
-    return [f"{data_dir(ds)}/stats.json" for ds in DATASETS]
-
-
-def table1_paper(wildcards):
-    return as_json({ds: dataset_cfg(ds)["paper_stats"] for ds in DATASETS if "paper_stats" in dataset_cfg(ds)})
-
-
-def table2_runs(wildcards):
-    return report_plan.run_files(report_plan.table2_runs(config), ranks=True)
-
-
-def table2_metrics(wildcards):
-    return [f for f in table2_runs(wildcards) if f.endswith("metrics.json")]
-
-
-def table3_metrics(wildcards):
-    return report_plan.run_files(report_plan.table3_runs(config))
-
-
-def table3_variants(wildcards):
-    return " ".join(["default", *config["run"].get("ablations", [])])
-
-
-def noise_metrics(wildcards):
-    return report_plan.run_files(report_plan.noise_runs(config))
-
-
-def centre_metrics(wildcards):
-    return report_plan.run_files(report_plan.centre_runs(config))
-
-
-def centre_default_k(wildcards):
-    return as_json({ds: report_plan.centre_default_k(config, ds) for ds in DATASETS})
-
-
-def proposed_model(wildcards):
-    return EXPERIMENTS["proposed"]
-
-
-def report_metrics(wildcards):
-    return " ".join(EXPERIMENTS["metrics"])
-
-
-def tuning_grid_metrics(wildcards):
-    return report_plan.run_files(report_plan.tuning_grid_runs(config, wildcards.dataset))
-
-
-def tuning_valid_metric(wildcards):
-    return dataset_training(config, wildcards.dataset).get("valid_metric", "recall@5")
-
-
-def tuning_defaults(wildcards):
-    return as_json(report_plan.dataset_defaults(config, wildcards.dataset))
-
-
-def tuning_selected(wildcards):
-    return [checkpoints.tuning_select.get(dataset=ds).output.selected for ds in DATASETS]
-
-
-def tuned_metrics(wildcards):
-    """After selection: the chosen point over every seed (and the default runs beside it)."""
-    runs = []
-    for ds, path in zip(DATASETS, tuning_selected(wildcards)):
-        with open(path) as handle:
-            variant = json.load(handle)["variant"]
-        runs += report_plan.tuned_runs(config, ds, variant)
-    return report_plan.run_files(runs)
+REPORT_RULES = ReportRules(config, checkpoints)
 
 
 rule table1:
     input:
-        stats=table1_stats,
+        stats=REPORT_RULES.table1_stats,
     output:
-        **report_outputs("table1_stats", "../report/table1.rst", "Tables"),
+        csv="results/report/table1_stats.csv",
+        md="results/report/table1_stats.md",
+        tex="results/report/table1_stats.tex",
+        html=report("results/report/table1_stats.html", caption="../report/table1.rst", category="Tables"),
     params:
-        paper=table1_paper,
-        prefix=output_prefix,
+        paper=REPORT_RULES.table1_paper,
+        prefix=REPORT_RULES.output_prefix,
     log:
         "logs/report/table1.log",
     benchmark:
@@ -122,15 +37,18 @@ rule table1:
 
 rule table2:
     input:
-        runs=table2_runs,
+        runs=REPORT_RULES.table2_inputs,
     output:
-        **report_outputs("table2_overall", "../report/table2.rst", "Tables"),
+        csv="results/report/table2_overall.csv",
+        md="results/report/table2_overall.md",
+        tex="results/report/table2_overall.tex",
+        html=report("results/report/table2_overall.html", caption="../report/table2.rst", category="Tables"),
     params:
-        metrics_json=table2_metrics,
-        proposed=proposed_model,
-        metrics=report_metrics,
-        significance=EXPERIMENTS["significance_metric"],
-        prefix=output_prefix,
+        metrics_json=REPORT_RULES.table2_metrics,
+        proposed=REPORT_RULES.proposed,
+        metrics=REPORT_RULES.metrics,
+        significance=REPORT_RULES.significance_metric,
+        prefix=REPORT_RULES.output_prefix,
     log:
         "logs/report/table2.log",
     benchmark:
@@ -148,14 +66,17 @@ rule table2:
 
 rule table3:
     input:
-        runs=table3_metrics,
+        runs=REPORT_RULES.table3_inputs,
     output:
-        **report_outputs("table3_ablation", "../report/table3.rst", "Tables"),
+        csv="results/report/table3_ablation.csv",
+        md="results/report/table3_ablation.md",
+        tex="results/report/table3_ablation.tex",
+        html=report("results/report/table3_ablation.html", caption="../report/table3.rst", category="Tables"),
     params:
-        proposed=proposed_model,
-        variants=table3_variants,
-        metrics=report_metrics,
-        prefix=output_prefix,
+        proposed=REPORT_RULES.proposed,
+        variants=REPORT_RULES.table3_variants,
+        metrics=REPORT_RULES.metrics,
+        prefix=REPORT_RULES.output_prefix,
     log:
         "logs/report/table3.log",
     benchmark:
@@ -173,15 +94,15 @@ rule table3:
 
 rule figure_noise:
     input:
-        runs=noise_metrics,
+        runs=REPORT_RULES.noise_inputs,
     output:
-        png=report(f"{REPORT}/figure3_noise.png", caption="../report/figure3.rst", category="Figures"),
-        pdf=f"{REPORT}/figure3_noise.pdf",
-        csv=f"{REPORT}/figure3_noise.csv",
+        png=report("results/report/figure3_noise.png", caption="../report/figure3.rst", category="Figures"),
+        pdf="results/report/figure3_noise.pdf",
+        csv="results/report/figure3_noise.csv",
     params:
-        proposed=proposed_model,
-        modality=EXPERIMENTS["noise"]["modality"],
-        prefix=output_prefix,
+        proposed=REPORT_RULES.proposed,
+        modality=REPORT_RULES.noise_modality,
+        prefix=REPORT_RULES.output_prefix,
     log:
         "logs/report/figure_noise.log",
     benchmark:
@@ -199,15 +120,15 @@ rule figure_noise:
 
 rule figure_centres:
     input:
-        runs=centre_metrics,
+        runs=REPORT_RULES.centre_inputs,
     output:
-        png=report(f"{REPORT}/figure4_centres.png", caption="../report/figure4.rst", category="Figures"),
-        pdf=f"{REPORT}/figure4_centres.pdf",
-        csv=f"{REPORT}/figure4_centres.csv",
+        png=report("results/report/figure4_centres.png", caption="../report/figure4.rst", category="Figures"),
+        pdf="results/report/figure4_centres.pdf",
+        csv="results/report/figure4_centres.csv",
     params:
-        proposed=proposed_model,
-        default_k=centre_default_k,
-        prefix=output_prefix,
+        proposed=REPORT_RULES.proposed,
+        default_k=REPORT_RULES.centre_default_k,
+        prefix=REPORT_RULES.output_prefix,
     log:
         "logs/report/figure_centres.log",
     benchmark:
@@ -225,18 +146,18 @@ rule figure_centres:
 
 checkpoint tuning_select:
     input:
-        runs=tuning_grid_metrics,
+        runs=REPORT_RULES.grid_inputs,
     output:
-        selected=f"{REPORT}/tuning/{{dataset}}/selected.json",
+        selected="results/report/tuning/{dataset}/selected.json",
         grid=report(
-            f"{REPORT}/tuning/{{dataset}}/grid.csv",
+            "results/report/tuning/{dataset}/grid.csv",
             caption="../report/tuning_grid.rst",
             category="Hyper-parameter search",
             subcategory="{dataset}",
         ),
     params:
-        metric=tuning_valid_metric,
-        defaults=tuning_defaults,
+        metric=REPORT_RULES.valid_metric,
+        defaults=REPORT_RULES.defaults,
     log:
         "logs/report/tuning_select/{dataset}.log",
     benchmark:
@@ -254,13 +175,16 @@ checkpoint tuning_select:
 
 rule tuning_table:
     input:
-        selected=tuning_selected,
-        runs=tuned_metrics,
+        selected=REPORT_RULES.selected_files,
+        runs=REPORT_RULES.tuned_inputs,
     output:
-        **report_outputs("tuning", "../report/tuning.rst", "Hyper-parameter search"),
+        csv="results/report/tuning.csv",
+        md="results/report/tuning.md",
+        tex="results/report/tuning.tex",
+        html=report("results/report/tuning.html", caption="../report/tuning.rst", category="Hyper-parameter search"),
     params:
-        metrics=report_metrics,
-        prefix=output_prefix,
+        metrics=REPORT_RULES.metrics,
+        prefix=REPORT_RULES.output_prefix,
     log:
         "logs/report/tuning_table.log",
     benchmark:
