@@ -144,3 +144,39 @@ def check_determinism(build: Callable[[], SequentialRecommender], data: Planted)
             outs.append((loss.detach(), model.full_sort_predict(eval_batch(data, slice(0, 5)))))
     torch.testing.assert_close(outs[0][0], outs[1][0])
     torch.testing.assert_close(outs[0][1], outs[1][1])
+
+
+INTER_HEADER = "user_id:token\titem_id_list:token_seq\titem_id:token\n"
+
+
+def write_benchmark_split(data: Planted, folder, name: str = "planted") -> None:
+    """The planted sequences as a RecBole benchmark split (train prefixes, valid, test) plus
+    ``<modality>.npy`` features beside it, so whole engine runs can use them."""
+    from pathlib import Path
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows: dict[str, list[str]] = {"train": [], "valid": [], "test": []}
+    for u, (row, nxt) in enumerate(zip(data.seqs.tolist(), data.test.tolist())):
+        seq = [str(i) for i in row if i] + [str(nxt)]
+        train = seq[:-2]
+        rows["train"] += [f"{u}\t{' '.join(train[:j])}\t{train[j]}" for j in range(1, len(train))]
+        rows["valid"].append(f"{u}\t{' '.join(train)}\t{seq[-2]}")
+        rows["test"].append(f"{u}\t{' '.join(train + [seq[-2]])}\t{seq[-1]}")
+    for part, lines in rows.items():
+        (folder / f"{name}.{part}.inter").write_text(INTER_HEADER + "\n".join(lines) + "\n")
+
+
+def synthetic_cache(data: Planted, path, text_layers: int = 7, image_layers: int = 13,
+                    widths: tuple[int, int] = (24, 40), seed: int = 0, rows: np.ndarray | None = None) -> str:
+    """An IISAN hidden-state cache that carries the planted features through random per-layer
+    maps (``rows`` reorders items to a split's indices)."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name, layers, width in (("text", text_layers, widths[0]), ("image", image_layers, widths[1])):
+        feats = data.ctx.features[name] if rows is None else data.ctx.features[name][rows]
+        maps = rng.normal(size=(layers, feats.shape[1], width)) / np.sqrt(feats.shape[1])
+        out[name] = np.einsum("nf,lfw->nlw", feats, maps).astype(np.float16)
+        out[f"{name}_found"] = np.ones(len(feats), bool)
+    np.savez(path, **out)
+    return str(path)

@@ -9,25 +9,12 @@ import pytest
 import torch
 
 from mm_fixtures import (check_determinism, check_padding_invariance, check_scores, planted, popularity_recall,
-                         train_briefly)
+                         synthetic_cache, train_briefly)
 from sgp4sr.models import get_model_class
 from sgp4sr.models.base import Batch, ModelContext
 from sgp4sr.models.iisan import build_hidden_state_cache, side_layers
 
 IISAN = get_model_class("iisan")
-
-
-def synthetic_cache(data, path, text_layers=7, image_layers=13, widths=(24, 40), seed=0):
-    """Hidden states that carry the planted features through random per-layer maps."""
-    rng = np.random.default_rng(seed)
-    out = {}
-    for name, layers, width in (("text", text_layers, widths[0]), ("image", image_layers, widths[1])):
-        feats = data.ctx.features[name]
-        maps = rng.normal(size=(layers, feats.shape[1], width)) / np.sqrt(feats.shape[1])
-        out[name] = np.einsum("nf,lfw->nlw", feats, maps).astype(np.float16)
-        out[f"{name}_found"] = np.ones(len(feats), bool)
-    np.savez(path, **out)
-    return str(path)
 
 
 @pytest.fixture(scope="module")
