@@ -19,7 +19,8 @@ def config():
         "run": {"datasets": ["toy"], "models": ["sgp4sr", "sasrec", "sasrecf"], "ablations": ["wo_coo", "wo_cip"],
                 "seeds": [1, 2]},
         "training": {"lr": 0.001},
-        "datasets": {"toy": {"source": "demo", "graphs": {"knn_k": 10, "mu_m": 2.5, "mu_o": 0.3, "centres": 4}}},
+        "datasets": {"toy": {"source": "demo", "graphs": {"knn_k": 10, "mu_m": 2.5, "mu_o": 0.3, "centres": 4},
+                             "modalities": {"image": {"encoder": "clip"}, "text": {"encoder": "sentence"}}}},
         "experiments": {"noise": {"ratios": [0.5], "baselines": ["sasrecf", "fdsa"], "seeds": None},
                         "centres": {"k": [0, 4, 8]},
                         "tuning": {"subset": {"lr": [0.001, 0.01], "k": [4, 8]}}},
@@ -54,6 +55,12 @@ def test_runs_per_experiment(config):
 def test_dataset_noise_ratios_override(config):
     config["datasets"]["toy"]["noise_ratios"] = [0.1, 0.3]
     assert plan.noise_ratios(config, "toy") == [0.0, 0.1, 0.3]
+
+
+def test_no_noise_runs_without_the_modality(config):
+    del config["datasets"]["toy"]["modalities"]["image"]
+    assert plan.noise_runs(config) == []
+    assert "results/report/figure3_noise.png" not in plan.report_targets(config)
 
 
 def test_targets_follow_the_config(config):

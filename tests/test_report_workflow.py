@@ -49,6 +49,7 @@ CONFIG = {
             "seeds": [1, 2]},
     "training": {"lr": 0.001, "valid_metric": "recall@5"},
     "datasets": {"toy": {"source": "demo", "graphs": {"knn_k": 10, "mu_m": 2.5, "mu_o": 0.3, "centres": 4},
+                         "modalities": {"image": {"encoder": "clip"}, "text": {"encoder": "sentence"}},
                          "paper_stats": {"users": 400, "items": 500}}},
     "experiments": {"noise": {"ratios": [0.5], "baselines": ["sasrecf"], "seeds": [1]},
                     "centres": {"k": [0, 4, 8], "seeds": [1]},
@@ -90,7 +91,9 @@ def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
 def test_report_rules_build_every_target_and_the_html_report(workdir):
     result = _snakemake(workdir, "--cores", "2")
     assert result.returncode == 0, result.stdout + result.stderr
-    for target in plan.report_targets(CONFIG):
+    targets = plan.report_targets(CONFIG)
+    assert "results/report/figure3_noise.pdf" in targets and "results/report/figure4_centres.pdf" in targets
+    for target in targets:
         assert (workdir / target).stat().st_size > 0, target
     selected = yaml.safe_load((workdir / "results/report/tuning/toy/selected.json").read_text())
     assert selected["variant"] == "lr~0.01"

@@ -164,9 +164,12 @@ def noise_variant(config: Mapping[str, Any], dataset: str, ratio: float) -> str:
 
 
 def noise_runs(config: Mapping[str, Any]) -> list[tuple[str, str, str, int]]:
-    if not experiments(config)["noise"]["enabled"]:
+    """Every (model, ratio, seed) of Figure 3 on the datasets that have the noisy modality."""
+    exp = experiments(config)["noise"]
+    if not exp["enabled"]:
         return []
-    return [(ds, m, noise_variant(config, ds, r), s) for ds in datasets(config) for m in noise_models(config)
+    noisy = [ds for ds in datasets(config) if exp["modality"] in config["datasets"][ds].get("modalities", {})]
+    return [(ds, m, noise_variant(config, ds, r), s) for ds in noisy for m in noise_models(config)
             for r in noise_ratios(config, ds) for s in _figure_seeds(config, "noise")]
 
 
