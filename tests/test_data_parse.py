@@ -75,3 +75,15 @@ def test_malformed_meta_line(tmp_path):
     with pytest.raises(ParseError, match=r"m\.json\.gz:2: malformed .*asin"):
         parse_meta(path)
 
+
+
+def test_meta_restricted_to_reviewed_items(tmp_path):
+    path = write_gz_lines(tmp_path / "m.json.gz", [
+        repr({"asin": "B1", "title": "kept"}),
+        "{'asin': 'B2', 'title': broken line of an item nobody reviewed",
+        json.dumps({"title": "B3 is kept", "asin": "B3"}),
+    ])
+    meta = parse_meta(path, keep_asins={"B1", "B3"})
+    assert meta["item"].tolist() == ["B1", "B3"]
+    with pytest.raises(ParseError, match=r"m\.json\.gz:2"):
+        parse_meta(path, keep_asins={"B2"})

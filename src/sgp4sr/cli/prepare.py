@@ -40,7 +40,8 @@ def cmd_parse(args: argparse.Namespace) -> None:
     from sgp4sr.io import write_parquet
 
     reviews = parse_reviews(args.reviews, skip_malformed=args.skip_malformed)
-    meta = parse_meta(args.meta, skip_malformed=args.skip_malformed)
+    # Only items someone reviewed can survive the k-core: skip decoding the others' metadata.
+    meta = parse_meta(args.meta, skip_malformed=args.skip_malformed, keep_asins=set(reviews["item"].unique().tolist()))
     write_parquet(Path(args.out_dir) / "interactions.parquet", reviews)
     write_parquet(Path(args.out_dir) / "items.parquet", meta)
 

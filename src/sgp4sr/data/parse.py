@@ -13,8 +13,9 @@ import ast
 import gzip
 import json
 import logging
+import re
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Collection, Iterator
 
 import numpy as np
 import pandas as pd
@@ -22,6 +23,7 @@ import pandas as pd
 log = logging.getLogger(__name__)
 
 REVIEW_KEYS = ("reviewerID", "asin", "unixReviewTime")
+_ASIN = re.compile(r"""['"]asin['"]\s*:\s*['"]([^'"]*)['"]""")
 
 
 class ParseError(ValueError):
@@ -39,8 +41,19 @@ def _decode(line: str) -> Any:
         return ast.literal_eval(line)
 
 
-def iter_records(path: str | Path, *, skip_malformed: bool = False, required: tuple[str, ...] = ()) -> Iterator[dict]:
-    """Yield each line's dict; malformed lines raise :class:`ParseError` or are counted and skipped."""
+def iter_records(
+    path: str | Path,
+    *,
+    skip_malformed: bool = False,
+    required: tuple[str, ...] = (),
+    keep_asins: Collection[str] | None = None,
+) -> Iterator[dict]:
+    """Yield each line's dict; malformed lines raise :class:`ParseError` or are counted and skipped.
+
+    With ``keep_asins``, lines whose ASIN (found by a cheap regex before the
+    costly decode) is not in it are passed over undecoded: the Clothing
+    metadata has 1.5M lines of which ~23k items survive the 5-core.
+    """
     path = Path(path)
     skipped = 0
     with _open(path) as fh:
@@ -48,6 +61,10 @@ def iter_records(path: str | Path, *, skip_malformed: bool = False, required: tu
             line = line.strip()
             if not line:
                 continue
+            if keep_asins is not None:
+                found = _ASIN.search(line)
+                if found and found.group(1) not in keep_asins:
+                    continue
             try:
                 record = _decode(line)
                 if not isinstance(record, dict):
@@ -123,10 +140,12 @@ def _image_url(rec: dict) -> str:
     return ""
 
 
-def parse_meta(path: str | Path, *, skip_malformed: bool = False) -> pd.DataFrame:
-    """One row per item (first occurrence wins: the 2018 metadata repeats some)."""
+def parse_meta(
+    path: str | Path, *, skip_malformed: bool = False, keep_asins: Collection[str] | None = None
+) -> pd.DataFrame:
+    """One row per item (first occurrence wins: the 2018 metadata repeats some); optionally only ``keep_asins``."""
     rows: dict[str, tuple[str, str, str, str, str]] = {}
-    for rec in iter_records(path, skip_malformed=skip_malformed, required=("asin",)):
+    for rec in iter_records(path, skip_malformed=skip_malformed, required=("asin",), keep_asins=keep_asins):
         asin = str(rec["asin"])
         if asin in rows:
             continue
