@@ -37,6 +37,7 @@ REQUIRES: dict[str, tuple[str, ...]] = {
     "mmmlp": ("features",),
     "missrec": ("features",),
     "hm4sr": ("features",),
+    "iisan": (),  # reads its own cache of hidden states (see models/iisan.py)
 }
 
 _REGISTRY: dict[str, type[SequentialRecommender]] = {}
