@@ -10,7 +10,7 @@ from data_fixtures import random_interactions, write_benchmark_folder
 from sgp4sr.data.benchmark import import_benchmark
 from sgp4sr.data.ids import index_tokens, sort_tokens
 from sgp4sr.data.kcore import drop_duplicates_keep_earliest, filter_interactions
-from sgp4sr.data.load import SplitFormatError, load_split, read_inter
+from sgp4sr.data.load import SplitFormatError, _read_mapping, load_split, load_split_files, read_inter
 from sgp4sr.data.split import order_and_split, write_split
 from sgp4sr.data.stats import compute_stats
 
@@ -77,6 +77,13 @@ def test_split_folder_invariants_and_roundtrip(tmp_path):
     assert (items.loc[~items["item"].isin(["I1", "I2"]), "title"] == "").all()
 
     data = load_split(tmp_path)
+    # The parquet table and the RecBole text files give the same split.
+    from_text = load_split_files({p: tmp_path / f"{p}.inter" for p in ("train", "valid", "test")},
+                                 _read_mapping(tmp_path))
+    assert all(np.array_equal(a, b) for a, b in zip(from_text.train_seqs, data.train_seqs))
+    assert np.array_equal(from_text.valid_items, data.valid_items)
+    assert np.array_equal(from_text.test_items, data.test_items)
+    assert from_text.item_tokens.tolist() == data.item_tokens.tolist()
     assert data.n_items == len(items) + 1 and data.item_tokens[0] == ""
     assert data.n_users == raw["user"].nunique()
     lengths = raw.groupby("user").size()
@@ -153,4 +160,13 @@ def test_missing_train_row_is_detected(tmp_path):
     path = tmp_path / "toy.train.inter"
     path.write_text("".join(path.read_text().splitlines(keepends=True)[:-1]))
     with pytest.raises(SplitFormatError, match=r"training rows, expected"):
+        load_split(tmp_path)
+
+
+def test_parquet_table_is_checked(tmp_path):
+    write_split(tmp_path, filter_interactions(random_interactions(4), 3))
+    table = pd.read_parquet(tmp_path / "interactions.parquet")
+    table.loc[table.index[0], "part"] = "valid"  # a second validation event for user 0
+    table.to_parquet(tmp_path / "interactions.parquet", index=False)
+    with pytest.raises(SplitFormatError, match=r"interactions\.parquet: user_idx 0 position 0"):
         load_split(tmp_path)

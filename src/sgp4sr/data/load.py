@@ -2,9 +2,9 @@
 
 Two layouts are accepted:
 
-* our ``results/<ds>/data/`` folder: ``train.inter``, ``valid.inter``,
-  ``test.inter`` plus ``items.parquet`` / ``users.parquet`` which fix the
-  token -> index mapping;
+* our ``results/<ds>/data/`` folder: ``interactions.parquet`` (or, without
+  it, ``train.inter``, ``valid.inter``, ``test.inter``) plus ``items.parquet``
+  / ``users.parquet`` which fix the token -> index mapping;
 * a bare RecBole benchmark folder ``<name>.{train,valid,test}.inter`` (the
   authors' published splits) without mapping files: tokens are indexed by
   :func:`sgp4sr.data.ids.index_tokens`. Its train file may be absent (the
@@ -150,9 +150,55 @@ def _lookup(mapping: dict[str, int], token: str, what: str, rows: InterRows, i: 
 
 
 def load_split(folder: str | Path, name: str | None = None) -> SplitData:
-    """Read a split folder (ours or a bare benchmark folder) into :class:`SplitData`."""
+    """Read a split folder (ours or a bare benchmark folder) into :class:`SplitData`.
+
+    Our folder is read from ``interactions.parquet`` (columnar, about 20x
+    faster than the text files on Baby, and every training run loads it);
+    the ``.inter`` files are read when there is no parquet table.
+    """
     folder = Path(folder)
-    return load_split_files(find_split_files(folder, name), _read_mapping(folder))
+    mapping = _read_mapping(folder)
+    if name is None and mapping is not None and (folder / "interactions.parquet").exists():
+        return _load_parquet(folder / "interactions.parquet", *mapping)
+    return load_split_files(find_split_files(folder, name), mapping)
+
+
+def _load_parquet(path: Path, item_map: dict[str, int], user_map: dict[str, int]) -> SplitData:
+    """The split from our interactions table, checked for one valid and one test event per user, last."""
+    table = pd.read_parquet(path, columns=["user_idx", "item_idx", "position", "part"])
+    table = table.sort_values(["user_idx", "position"], kind="stable")
+    users = table["user_idx"].to_numpy()
+    n_users, n_items = len(user_map), len(item_map) + 1
+    counts = np.bincount(users, minlength=n_users) if len(users) else np.zeros(n_users, dtype=int)
+    if len(counts) != n_users or (counts < 2).any():
+        raise SplitFormatError(f"{path}: every user of users.parquet needs >= 2 events (user_idx 0..{n_users - 1})")
+    items = table["item_idx"].to_numpy().astype(np.int64)
+    if items.min() < 1 or items.max() >= n_items:
+        raise SplitFormatError(f"{path}: item_idx outside 1..{n_items - 1} (items.parquet)")
+    ends = np.cumsum(counts)
+    starts = ends - counts
+    part = table["part"].to_numpy()
+    expected = np.full(len(part), "train", dtype=object)
+    expected[ends - 2], expected[ends - 1] = "valid", "test"
+    position = table["position"].to_numpy()
+    bad = (part != expected) | (position != np.arange(len(position)) - np.repeat(starts, counts))
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise SplitFormatError(
+            f"{path}: user_idx {users[row]} position {position[row]}: parts must be train..., valid, test "
+            f"with positions 0..n-1"
+        )
+    train_seqs = [items[s:e - 2] for s, e in zip(starts.tolist(), ends.tolist())]
+    log.info("loaded split %s: %d users, %d items (+padding)", path.parent, n_users, n_items - 1)
+    return SplitData(
+        n_items=n_items,
+        n_users=n_users,
+        train_seqs=train_seqs,
+        valid_items=items[ends - 2],
+        test_items=items[ends - 1],
+        item_tokens=token_array(item_map, n_items),
+        user_tokens=token_array(user_map, n_users),
+    )
 
 
 def load_split_files(
