@@ -6,10 +6,13 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from mm_fixtures import planted, synthetic_cache, write_benchmark_split
 from sgp4sr.data.load import load_split
 from sgp4sr.engine.run import RunSpec, run_training
+from sgp4sr.models import get_model_class
+from sgp4sr.models.base import Batch
 
 TRAINING = {"epochs": 2, "patience": 2, "batch_size": 64, "eval_batch_size": 128, "lr": 0.005, "max_len": 8,
             "topk": [5, 10], "valid_metric": "recall@10"}
@@ -59,3 +62,23 @@ def test_bad_hyper_parameter_is_reported(prepared, tmp_path):
                    model_params={"hidden_sise": 8}, features=prepared / "features", modalities=["image", "text"])
     with pytest.raises(ValueError, match="hidden_sise"):
         run_training(spec)
+
+
+def test_eval_item_table_memo_follows_the_weights():
+    """Ranking reuses the all-item table, but new weights (load, training) are always seen."""
+    data = planted(seed=7, n_users=20)
+    torch.manual_seed(0)
+    model = get_model_class("unisrec")(data.ctx, hidden_size=16, layers=1, inner_size=16)
+    model.eval()
+    batch_seq = data.seqs[:4]
+    with torch.no_grad():
+        first = model.full_sort_predict(Batch(seq=batch_seq))
+        assert "_eval_tables" in model.__dict__
+        state = {k: v.clone() for k, v in model.state_dict().items()}
+        state["adaptor.experts.0.lin.weight"] += 1.0
+        model.load_state_dict(state)
+        assert "_eval_tables" not in model.__dict__
+        changed = model.full_sort_predict(Batch(seq=batch_seq))
+    assert not torch.allclose(first, changed)
+    model.train()
+    assert "_eval_tables" not in model.__dict__

@@ -24,7 +24,8 @@ from torch import nn
 
 from sgp4sr.models.base import Batch, ModelContext, SequentialRecommender, masked_cross_entropy
 from sgp4sr.models.layers import causal_padding_mask
-from sgp4sr.models.mm_blocks import PostLNEncoder, frozen_table, recbole_init, require_features, start_positions
+from sgp4sr.models.mm_blocks import (EvalTableCache, PostLNEncoder, frozen_table, recbole_init, require_features,
+                                     start_positions)
 from sgp4sr.models.registry import register
 
 DAY = 86_400.0
@@ -93,7 +94,7 @@ class TemporalMoE(nn.Module):
 
 
 @register("hm4sr")
-class HM4SR(SequentialRecommender):
+class HM4SR(EvalTableCache, SequentialRecommender):
     """HM4SR with ID, text and image streams.
 
     Faithful to the paper and its released code (``HM4SR.py``, ``Games.yaml``):
@@ -194,8 +195,9 @@ class HM4SR(SequentialRecommender):
         return self.encoders[s](self.dropout(self.norms[s](x)) * keep, causal_padding_mask(seq), keep)
 
     def item_tables(self) -> list[torch.Tensor]:
-        return [self.item_embedding.weight] + [self.projections[m](getattr(self, f"feat_{m}"))
-                                               for m in self.modalities]
+        projected = [self.eval_table(m, lambda m=m: self.projections[m](getattr(self, f"feat_{m}")))
+                     for m in self.modalities]
+        return [self.item_embedding.weight] + projected
 
     def scores(self, states: Sequence[torch.Tensor]) -> torch.Tensor:
         return sum(h @ table.T for h, table in zip(states, self.item_tables()))

@@ -24,7 +24,7 @@ from torch import nn
 from sgp4sr.io import atomic_path
 from sgp4sr.models.base import Batch, ModelContext, SequentialRecommender, masked_cross_entropy
 from sgp4sr.models.layers import causal_padding_mask
-from sgp4sr.models.mm_blocks import PostLNEncoder, select_targets, start_positions
+from sgp4sr.models.mm_blocks import EvalTableCache, PostLNEncoder, select_targets, start_positions
 from sgp4sr.models.registry import register
 
 log = logging.getLogger(__name__)
@@ -190,7 +190,7 @@ class InterSAN(nn.Module):
 
 # ---- the recommender -----------------------------------------------------------------------------
 @register("iisan")
-class IISAN(SequentialRecommender):
+class IISAN(EvalTableCache, SequentialRecommender):
     """IISAN (cached variant) on the configured MiniLM text and CLIP image encoders.
 
     Faithful to the paper and GAIR-Lab/IISAN (``Code_Cached/model``,
@@ -287,5 +287,5 @@ class IISAN(SequentialRecommender):
         return masked_cross_entropy(states @ table.T, target)
 
     def full_sort_predict(self, batch: Batch) -> torch.Tensor:
-        table = self.item_vectors()
+        table = self.eval_table("items", self.item_vectors)
         return self.mask_padding_scores(self.encode(batch.seq, table)[:, -1] @ table.T)

@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from sgp4sr.models.base import Batch, ModelContext, SequentialRecommender, masked_cross_entropy
-from sgp4sr.models.mm_blocks import frozen_table, last_target_rows, recbole_init, require_features, start_positions
+from sgp4sr.models.mm_blocks import (EvalTableCache, frozen_table, last_target_rows, recbole_init, require_features,
+                                     start_positions)
 from sgp4sr.models.registry import register
 
 
@@ -49,7 +50,7 @@ def kmeans(points: torch.Tensor, k: int, iters: int, generator: torch.Generator,
 
 
 @register("missrec")
-class MISSRec(SequentialRecommender):
+class MISSRec(EvalTableCache, SequentialRecommender):
     """MISSRec fine-tuned in-domain, transductive (ID + text + image).
 
     Faithful to the paper and gimpong/MM23-MISSRec (``missrec.py``,
@@ -171,14 +172,16 @@ class MISSRec(SequentialRecommender):
         return F.normalize(out[:, -1], dim=-1), regulariser
 
     def logits(self, state: torch.Tensor) -> torch.Tensor:
-        per_modality = torch.stack([state @ F.normalize(self.adapted(m), dim=-1).T for m in self.modalities], -1)
+        tables = [self.eval_table(m, lambda m=m: F.normalize(self.adapted(m), dim=-1)) for m in self.modalities]
+        per_modality = torch.stack([state @ table.T for table in tables], -1)
         if self.fusion_factor is not None:
             fused = (per_modality * (per_modality * self.fusion_factor).softmax(dim=-1)).sum(-1)
         else:
             fused = per_modality.mean(-1)
         if self.item_embedding is not None:
             m = len(self.modalities)
-            fused = (state @ F.normalize(self.item_embedding.weight, dim=-1).T + m * fused) / (m + 1)
+            ids = self.eval_table("id", lambda: F.normalize(self.item_embedding.weight, dim=-1))
+            fused = (state @ ids.T + m * fused) / (m + 1)
         return fused / self.temperature
 
     def calculate_loss(self, batch: Batch) -> torch.Tensor:

@@ -9,7 +9,7 @@ UniSRec and MissRec are built on (SASRec's reference layer is pre-LN).
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -173,3 +173,34 @@ def recbole_init(module: nn.Module, std: float = 0.02) -> None:
         elif isinstance(m, nn.LayerNorm):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
+
+
+class EvalTableCache:
+    """Mixin for models whose item table is expensive (an adaptor or side network over every
+    item): while evaluating without gradients the table is computed once and reused by every
+    ranking batch. Training, loading weights and moving the model drop the memo."""
+
+    def eval_table(self, key: str, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
+        if self.training or torch.is_grad_enabled():  # type: ignore[attr-defined]
+            return compute()
+        memo = self.__dict__.setdefault("_eval_tables", {})
+        key = f"{key}/{torch.is_autocast_enabled()}"
+        if key not in memo:
+            memo[key] = compute()
+        return memo[key]
+
+    def clear_eval_tables(self) -> None:
+        self.__dict__.pop("_eval_tables", None)
+
+    def train(self, mode: bool = True) -> Any:
+        self.clear_eval_tables()
+        return super().train(mode)  # type: ignore[misc]
+
+    def load_state_dict(self, *args: Any, **kwargs: Any) -> Any:
+        self.clear_eval_tables()
+        return super().load_state_dict(*args, **kwargs)  # type: ignore[misc]
+
+    def _apply(self, *args: Any, **kwargs: Any) -> Any:
+        self.clear_eval_tables()
+        return super()._apply(*args, **kwargs)  # type: ignore[misc]
+

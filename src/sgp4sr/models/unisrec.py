@@ -16,8 +16,8 @@ from torch import nn
 
 from sgp4sr.models.base import Batch, ModelContext, SequentialRecommender, masked_cross_entropy
 from sgp4sr.models.layers import causal_padding_mask
-from sgp4sr.models.mm_blocks import (PostLNEncoder, frozen_table, recbole_init, require_features, select_targets,
-                                     start_positions)
+from sgp4sr.models.mm_blocks import (EvalTableCache, PostLNEncoder, frozen_table, recbole_init, require_features,
+                                     select_targets, start_positions)
 from sgp4sr.models.registry import register
 
 
@@ -69,7 +69,7 @@ class MoEAdaptor(nn.Module):
 
 
 @register("unisrec")
-class UniSRec(SequentialRecommender):
+class UniSRec(EvalTableCache, SequentialRecommender):
     """UniSRec fine-tuned in-domain (no cross-domain pre-training).
 
     Faithful to the paper and RUCAIBox/UniSRec (``unisrec.py``, ``props``):
@@ -135,7 +135,7 @@ class UniSRec(SequentialRecommender):
         return self.encoder(x, causal_padding_mask(seq), keep)
 
     def _logits(self, states: torch.Tensor) -> torch.Tensor:
-        items = F.normalize(self.item_vectors(), dim=-1)
+        items = self.eval_table("items", lambda: F.normalize(self.item_vectors(), dim=-1))
         return F.normalize(states, dim=-1) @ items.T / self.temperature
 
     def calculate_loss(self, batch: Batch) -> torch.Tensor:
