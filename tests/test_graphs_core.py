@@ -127,6 +127,10 @@ def test_zero_and_duplicate_rows_follow_the_documented_rules(data):
     assert n_m[4].tolist() == list(range(1, 9))  # zero query: all ties, index order
     assert n_m[2][:3].tolist() == [2, 9, 30]  # identical rows tie at the top, index order
     assert n_m[30][:3].tolist() == [2, 9, 30]
+    # a tie across the H_m boundary: three identical rows compete for the last slot
+    small = np.array([[0, 0], [1, 0], [1, 1], [1, 1], [1, 1], [0, 1], [0, 0]], dtype=np.float32)
+    top2 = top_cosine(small, 2, chunk_mb=1e-5)
+    assert top2[1:].tolist() == [[1, 2], [2, 3], [2, 3], [2, 3], [5, 2], [1, 2]]
 
 
 def test_without_cooccurrence_equals_plain_top_h(data):

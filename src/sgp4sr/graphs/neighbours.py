@@ -137,10 +137,12 @@ def top_cosine(features: np.ndarray, h_m: int, chunk_mb: float = 64.0) -> np.nda
 
 def _top_rows(sims: torch.Tensor, h_m: int, zero_query: np.ndarray) -> np.ndarray:
     """Exact top-``h_m`` of each row of ``sims`` by (value desc, column asc)."""
-    vals, idx = torch.topk(sims, h_m, dim=1, largest=True, sorted=True)
-    kth = vals[:, -1:]
-    tied = ((sims >= kth).sum(dim=1) > h_m).numpy() & ~zero_query
-    vals_np, idx_np = vals.numpy(), idx.numpy()
+    # One extra value tells whether more than h_m items reach the h_m-th value (a tie at the
+    # boundary); column 0 is -inf, so the extra slot always exists and never ties.
+    vals, idx = torch.topk(sims, h_m + 1, dim=1, largest=True, sorted=True)
+    kth = vals[:, h_m - 1 : h_m]
+    tied = (vals[:, h_m] == vals[:, h_m - 1]).numpy() & ~zero_query
+    vals_np, idx_np = vals[:, :h_m].numpy(), idx[:, :h_m].numpy()
     # Inside the selected set, order by value then index (topk's order among equals is unspecified).
     order = np.lexsort((idx_np, -vals_np), axis=1)
     result = np.take_along_axis(idx_np, order, axis=1)
