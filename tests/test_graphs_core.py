@@ -195,3 +195,13 @@ def test_centres_membership_and_determinism(data):
 def test_membership_matrix_empty_cluster_row_is_empty():
     m = membership_matrix(np.array([-1, 0, 0, 2]), 3)
     np.testing.assert_allclose(m.toarray(), [[0, 0.5, 0.5, 0], [0, 0, 0, 0], [0, 0, 0, 1]])
+
+
+def test_cooccurrence_same_when_pairs_are_flushed_in_pieces(data, monkeypatch):
+    from sgp4sr.graphs import cooccurrence
+
+    seqs, _ = data
+    whole = build_cooccurrence(seqs, N_ITEMS)
+    monkeypatch.setattr(cooccurrence, "_FLUSH_PAIRS", 7)
+    pieces = build_cooccurrence(seqs, N_ITEMS)
+    np.testing.assert_allclose(pieces.toarray(), whole.toarray(), rtol=1e-6)
