@@ -4,5 +4,6 @@ Modules: ``text`` (item text, sentence-transformers), ``clip`` (open_clip for
 images and text), ``images`` (fetch, cache, decode), ``published`` (the 2014
 Amazon ``.b`` file), ``benchmark`` (``.npy`` shipped beside a split),
 ``noise`` (the paper's modality-noise variants), ``matrix`` (checks and
-fallbacks shared by all of them) and ``build`` (one modality end to end).
+fallbacks shared by all of them), ``build`` (one modality end to end) and
+``rules`` (the Snakemake rules' input/params helpers).
 """
