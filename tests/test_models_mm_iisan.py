@@ -1,10 +1,9 @@
-"""IISAN: hidden-state cache from the frozen encoders (random CLIP, bundled MiniLM), side
-adapters trainable while the encoders stay frozen, shapes, padding, determinism, training."""
+"""IISAN on a synthetic hidden-state cache: side adapters trainable while the encoder states stay
+frozen, shapes, padding, determinism, a short training (the cache itself: test_models_mm_iisan_encoders)."""
 
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
@@ -12,7 +11,7 @@ from mm_fixtures import (check_determinism, check_padding_invariance, check_scor
                          synthetic_cache, train_briefly)
 from sgp4sr.models import get_model_class
 from sgp4sr.models.base import Batch, ModelContext
-from sgp4sr.models.iisan import build_hidden_state_cache, side_layers
+from sgp4sr.models.iisan import side_layers
 
 IISAN = get_model_class("iisan")
 
@@ -93,49 +92,3 @@ def test_short_training_beats_popularity(tmp_path):
     recall = train_briefly(model, small, epochs=6, lr=5e-3, batch_size=160)
     pop = popularity_recall(small)
     assert recall > pop + 0.3, (recall, pop)
-
-
-# ---- the cache from the real (randomly initialised / bundled) frozen encoders --------------------
-@pytest.fixture(scope="module")
-def encoders():
-    from sgp4sr.features.clip import load_clip
-    from sgp4sr.features.text import load_sentence_model
-
-    return load_sentence_model("sentence-transformers/all-MiniLM-L6-v2", "cpu"), \
-        load_clip("ViT-B-32", None, seed=0, device="cpu")
-
-
-@pytest.mark.slow
-def test_hidden_state_cache_matches_the_frozen_encoders(tmp_path, encoders):
-    from PIL import Image
-
-    text_model, clip = encoders
-    rng = np.random.default_rng(0)
-    rows = []
-    for i in range(1, 6):
-        path = tmp_path / f"img{i}.png"
-        Image.fromarray(rng.integers(0, 255, size=(32, 32, 3), dtype=np.uint8)).save(path)
-        rows.append({"item_idx": i, "item": f"it{i}", "title": f"red cotton thing {i}" if i != 3 else "",
-                     "description": "", "categories": "", "brand": "", "image_url": str(path) if i != 4 else ""})
-    items_path = tmp_path / "items.parquet"
-    pd.DataFrame(rows).to_parquet(items_path)
-    out = build_hidden_state_cache(items_path, tmp_path / "hidden.npz", images_dir=tmp_path / "cache",
-                                   text_encoder=text_model, image_encoder=clip, batch_size=2)
-    z = np.load(out)
-    assert z["text"].shape == (6, 7, 384) and z["image"].shape == (6, 13, 768)
-    assert z["text_found"].tolist() == [False, True, True, False, True, True]
-    assert z["image_found"].tolist() == [False, True, True, True, False, True]
-    assert not z["text"][[0, 3]].any() and not z["image"][[0, 4]].any()
-    # the last pooled text state, normalised, is exactly what the sentence model returns
-    texts = [rows[i]["title"] for i in (0, 1, 3, 4)]
-    expected = text_model.encode(texts, convert_to_numpy=True, normalize_embeddings=True)
-    last = z["text"][[1, 2, 4, 5], -1].astype(np.float32)
-    np.testing.assert_allclose(last / np.linalg.norm(last, axis=1, keepdims=True), expected, atol=2e-3)
-    # the last class-token state through CLIP's head is CLIP's image embedding
-    visual = clip.model.visual
-    with torch.no_grad():
-        img = Image.open(tmp_path / "img1.png").convert("RGB")
-        direct = clip.model.encode_image(clip.preprocess(img)[None]).numpy()[0]
-        cls = torch.from_numpy(z["image"][1, -1].astype(np.float32))
-        via_cache = (visual.ln_post(cls) @ visual.proj).numpy()
-    np.testing.assert_allclose(via_cache, direct, rtol=2e-2, atol=2e-2)

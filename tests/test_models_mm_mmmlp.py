@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mm_fixtures import (check_determinism, check_padding_invariance, check_scores, eval_batch, one_pass,
-                         planted, popularity_recall, train_briefly)
+from mm_fixtures import (check_determinism, check_padding_invariance, check_scores, one_pass, planted,
+                         popularity_recall, train_briefly)
 from sgp4sr.models import get_model_class
 from sgp4sr.models.base import Batch, ModelContext
 from sgp4sr.models.mm_blocks import expand_prefixes

@@ -289,3 +289,33 @@ class IISAN(EvalTableCache, SequentialRecommender):
     def full_sort_predict(self, batch: Batch) -> torch.Tensor:
         table = self.eval_table("items", self.item_vectors)
         return self.mask_padding_scores(self.encode(batch.seq, table)[:, -1] @ table.T)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m sgp4sr.models.iisan --items ... --images ... --out ...``: build the cache once
+    (e.g. from a Snakemake rule) so that parallel training runs only read it."""
+    import argparse
+
+    from sgp4sr.io import setup_logging
+
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("--items", required=True, help="results/<ds>/data/items.parquet")
+    p.add_argument("--images", required=True, help="the image cache folder, resources/images/<ds>")
+    p.add_argument("--downloads", default=".", help="the dataset's raw folder (for relative image paths)")
+    p.add_argument("--out", required=True, help="the .npz to write")
+    p.add_argument("--text-model", default=DEFAULT_TEXT_MODEL)
+    p.add_argument("--image-model", default=DEFAULT_IMAGE_MODEL)
+    p.add_argument("--image-pretrained", default=None, help="open_clip tag; omit for random weights")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--log", default=None)
+    args = p.parse_args(argv)
+    setup_logging(args.log)
+    build_hidden_state_cache(args.items, args.out, images_dir=args.images, download_dir=args.downloads,
+                             text_model=args.text_model, image_model=args.image_model,
+                             image_pretrained=args.image_pretrained, seed=args.seed, device=args.device)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -28,7 +28,8 @@ class ParametricWhitening(nn.Module):
     of the features, so the whitened inputs start centred.
     """
 
-    def __init__(self, input_size: int, output_size: int, dropout: float, init_mean: torch.Tensor | None = None) -> None:
+    def __init__(self, input_size: int, output_size: int, dropout: float,
+                 init_mean: torch.Tensor | None = None) -> None:
         super().__init__()
         self.dropout = nn.Dropout(dropout)
         self.bias = nn.Parameter(torch.zeros(input_size) if init_mean is None else init_mean.clone())
