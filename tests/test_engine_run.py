@@ -10,30 +10,10 @@ import pandas as pd
 import pytest
 import torch
 
+from engine_fixtures import N_USERS, write_planted_split
 from sgp4sr.cli.main import main
 from sgp4sr.engine.evaluate import metrics_from_ranks, ranks_from_scores
 from sgp4sr.engine.run import RunSpec, run_training
-
-HEADER = "user_id:token\titem_id_list:token_seq\titem_id:token\n"
-N_USERS, N_GROUPS, GROUP = 240, 4, 15
-
-
-def write_planted_split(folder: Path, seed: int = 0) -> None:
-    """Users walk through one group of items in a fixed cyclic order, so the next item is
-    predictable from the last one, while every item is about equally popular."""
-    rng = np.random.default_rng(seed)
-    rows: dict[str, list[str]] = {"train": [], "valid": [], "test": []}
-    for u in range(N_USERS):
-        g, length, start = rng.integers(N_GROUPS), rng.integers(5, 12), rng.integers(GROUP)
-        seq = [str(g * GROUP + (start + k) % GROUP + 1) for k in range(length)]
-        train = seq[:-2]
-        rows["train"] += [f"{u}\t{' '.join(train[:j])}\t{train[j]}" for j in range(1, len(train))]
-        rows["valid"].append(f"{u}\t{' '.join(train)}\t{seq[-2]}")
-        rows["test"].append(f"{u}\t{' '.join(train + [seq[-2]])}\t{seq[-1]}")
-    folder.mkdir(parents=True, exist_ok=True)
-    for part, lines in rows.items():
-        (folder / f"planted.{part}.inter").write_text(HEADER + "\n".join(lines) + "\n")
-
 
 TRAINING = {"epochs": 4, "patience": 3, "batch_size": 32, "eval_batch_size": 64, "lr": 0.005, "max_len": 8,
             "topk": [5, 10], "valid_metric": "recall@10"}
