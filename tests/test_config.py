@@ -76,3 +76,9 @@ def test_per_dataset_overrides_merge_without_touching_globals(default_config):
     assert dataset_training(default_config, "demo")["epochs"] == default_config["training"]["epochs"]
     assert dataset_model(default_config, "demo", "sasrec")["layers"] == 3
     assert default_config["models"]["sasrec"]["layers"] == 2
+
+
+def test_unknown_model_is_named(default_config):
+    default_config["run"]["models"] = ["sasrec", "sasrek"]
+    with pytest.raises(ConfigError, match=r"unknown model 'sasrek' \(did you mean 'sasrec'\?\)"):
+        validate_config(default_config)

@@ -71,8 +71,15 @@ def validate_config(config: Mapping[str, Any], schema_path: str | Path | None = 
 
 
 def _undefined_names(config: Mapping[str, Any]) -> list[str]:
+    from sgp4sr.models.registry import REQUIRES  # static table: no torch import at parse time
+
     defined = sorted(config.get("datasets", {}))
     problems = []
+    for model in config["run"].get("models", []):
+        if model not in REQUIRES:
+            close = difflib.get_close_matches(model, list(REQUIRES), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            problems.append(f"run.models: unknown model '{model}'{hint}; known: {', '.join(sorted(REQUIRES))}")
     for name in config["run"]["datasets"]:
         if name not in defined:
             close = difflib.get_close_matches(name, defined, n=1)
