@@ -112,7 +112,7 @@ def vectors(model: SGP4SR, batch: Batch) -> torch.Tensor:
 VARIANTS = [
     {}, {"ablations": ("wo_coo",)}, {"ablations": ("wo_cgc",)}, {"ablations": ("wo_cip",)},
     {"ablations": ("wo_mul",)}, {"ablations": ("wo_c2c",)}, {"shared_encoder": False},
-    {"input_layernorm": True}, {"centre_mask": "causal_bug"},
+    {"input_layernorm": True}, {"centre_mask": "causal_bug"}, {"centre_chunk": 7},
 ]
 
 
@@ -143,7 +143,7 @@ def test_shapes_pad_and_onepass_equals_prefix(kwargs):
 
 def test_future_positions_would_leak_without_the_cumulative_mask(monkeypatch):
     """Control for the test above: letting the centres see every position breaks the equality."""
-    import sgp4sr.models.sgp4sr as module
+    import sgp4sr.models.sgp4sr_centres as module
 
     model = build().eval()
     right = vectors(model, onepass_batch(SEQS))
@@ -155,6 +155,25 @@ def test_future_positions_would_leak_without_the_cumulative_mask(monkeypatch):
     monkeypatch.setattr(module, "centre_key_mask", leaky)
     leaked = vectors(model, onepass_batch(SEQS))
     assert (leaked - right).abs().max() > 1e-3
+
+
+def test_chunked_centres_give_the_same_loss_and_gradients():
+    """Checkpointed chunks of output positions (small ``centre_chunk``) change memory, not results."""
+    batch = onepass_batch(SEQS)
+    results = []
+    for chunk in (0, 7):  # k = 3: 7 centre rows = 2 output positions per chunk
+        model = build(centre_chunk=chunk).train()
+        torch.manual_seed(5)  # same Gumbel draws
+        loss = model.calculate_loss(batch)
+        loss.backward()
+        results.append((loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+    (loss0, grads0), (loss1, grads1) = results
+    torch.testing.assert_close(loss0, loss1)
+    assert grads0.keys() == grads1.keys() and any("layers.1.ffn" in n for n in grads0)
+    for name in grads0:
+        torch.testing.assert_close(grads0[name], grads1[name], rtol=1e-4, atol=1e-6, msg=name)
+    model.eval()
+    torch.testing.assert_close(vectors(model, batch), vectors(build(centre_chunk=0).eval(), batch), rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("kwargs", [{}, {"ablations": ("wo_c2c",)}, {"centre_mask": "causal_bug"}])

@@ -23,7 +23,7 @@ from sgp4sr.models.base import (Batch, ModelContext, SequentialRecommender, mask
                                 sparse_to_torch)
 from sgp4sr.models.layers import SASRecLayer, causal_padding_mask, init_weights, position_ids
 from sgp4sr.models.registry import register
-from sgp4sr.models.sgp4sr_centres import CENTRE_MASKS, centre_key_mask, centre_step, centre_weights
+from sgp4sr.models.sgp4sr_centres import CENTRE_MASKS, centre_mix, centre_weights
 
 ABLATIONS = ("wo_coo", "wo_cgc", "wo_cip", "wo_mul", "wo_c2c")
 FUSED = "fused"  # the virtual modality of ``wo_mul`` (concatenated normalised features, built by sgp4sr.graphs)
@@ -67,6 +67,13 @@ class SGP4SR(SequentialRecommender):
     * ``eval_gumbel`` (False, the fix of §6.5; True samples Gumbel noise at evaluation too).
     * ``modality_weights`` (None): per-modality weights overriding the defaults
       ``image: rho_v, text: 1 - rho_v, fused: 1``; needed for any other modality name.
+    * ``centre_chunk`` (32768): the centre attention of an output position is ``k``
+      rows of width ``d``, so a one-pass batch holds ``targets x k`` of them; above
+      this many rows they are processed in chunks whose activations are
+      recomputed in the backward pass (gradient checkpointing), bounding the
+      memory to roughly ``24 x centre_chunk x d x 4`` bytes (~1 GB at d=300) for
+      about a third more centre compute. 0 = never chunk (fastest, memory grows
+      with batch x length x k; fine on a large GPU).
     * ``ablations`` (()): any of ``wo_coo`` (only changes the graph files the
       engine loads), ``wo_cgc`` (modality inputs, centres and modality scores use a
       learned linear map ``d_m -> d`` of the frozen features instead of ``A_m @ E``),
@@ -83,7 +90,7 @@ class SGP4SR(SequentialRecommender):
                  gumbel_tau: float = 1.0, input_layernorm: bool = False, shared_encoder: bool = True,
                  id_scale_power: float = 0.9, modal_scale_power: float = 0.5, centre_mask: str = "padding",
                  eval_gumbel: bool = False, modality_weights: Mapping[str, float] | None = None,
-                 ablations: Iterable[str] = ()) -> None:
+                 centre_chunk: int = 32768, ablations: Iterable[str] = ()) -> None:
         super().__init__(ctx)
         ablations = set(ablations)
         unknown = ablations - set(ABLATIONS)
@@ -98,7 +105,7 @@ class SGP4SR(SequentialRecommender):
         self.use_centres = "wo_cip" not in ablations
         self.hidden_size, self.n_layers = hidden_size, layers
         self.beta, self.alpha, self.tau = beta, alpha, gumbel_tau
-        self.centre_mask, self.eval_gumbel = centre_mask, eval_gumbel
+        self.centre_mask, self.eval_gumbel, self.centre_chunk = centre_mask, eval_gumbel, max(0, int(centre_chunk))
         self.id_scale, self.modal_scale = hidden_size ** id_scale_power, hidden_size ** modal_scale_power
         self.modalities = _pick_modalities(ctx, self.use_graphs, "wo_mul" in ablations)
         defaults = {"image": rho_v, "text": 1.0 - rho_v, FUSED: 1.0, **dict(modality_weights or {})}
@@ -164,20 +171,14 @@ class SGP4SR(SequentialRecommender):
         sizes = {len(names) for _, names in self.groups}
         masks = {r: mask.repeat(r, 1, 1, 1) if r > 1 else mask for r in sizes}
         keeps = {r: keep.repeat(r, 1, 1) if r > 1 else keep for r in sizes}
-        z = dict(centres)
-        if self.use_centres:
-            k = {centres[m].size(0) for m in self.modalities}
-            allowed = {kk: centre_key_mask(seq, rows_b, rows_j, kk, self.centre_mask) for kk in k}
-        gather = None if one_per_row else rows_b
+        layer_inputs: dict[str, list[torch.Tensor]] = {m: [] for m in self.modalities}
         for layer in range(self.n_layers):
             for stack_name, names in self.groups:
-                block = self.stacks[stack_name].layers[layer]
-                if self.use_centres:
-                    for m in names:
-                        if m != ID:
-                            z[m] = centre_step(block, z[m], x[m], gather, allowed[centres[m].size(0)])
+                for m in names:
+                    if m != ID:
+                        layer_inputs[m].append(x[m])
                 reps = len(names)  # the group's branches run as one batch
-                out = block(torch.cat([x[name] for name in names]), masks[reps], keeps[reps])
+                out = self.stacks[stack_name].layers[layer](torch.cat([x[n] for n in names]), masks[reps], keeps[reps])
                 x.update(zip(names, out.split(seq.size(0))))
         h = {name: x[name][rows_b, rows_j] for name in x}
         users = {}
@@ -186,7 +187,9 @@ class SGP4SR(SequentialRecommender):
             if self.use_centres:
                 sample = self.training or self.eval_gumbel
                 p = centre_weights(first[m] @ centres[m].T, self.tau, sample)  # (R, k)
-                v = v + self.alpha * torch.einsum("rk,rkd->rd", p, z[m].expand(v.size(0), -1, -1))
+                blocks = [layer for layer in self._stack(m).layers]
+                v = v + self.alpha * centre_mix(blocks, centres[m], p, layer_inputs[m], seq, rows_b, rows_j,
+                                                one_per_row, self.centre_mask, self.centre_chunk)
             users[m] = self._stack(m).last_norm(v)
         fused = self.beta * h[ID] + sum(self.weights[m] * h[m] for m in self.modalities)
         return self._stack(ID).last_norm(fused), users, emb, tables

@@ -17,8 +17,11 @@ projected once.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from sgp4sr.models.layers import SASRecLayer, position_ids
 
@@ -86,3 +89,39 @@ def centre_weights(logits: torch.Tensor, tau: float, sample: bool) -> torch.Tens
     if sample:
         return F.gumbel_softmax(logits, tau=tau, hard=False, dim=-1)
     return torch.softmax(logits / tau, dim=-1)
+
+
+def centre_mix(blocks: Sequence[SASRecLayer], z0: torch.Tensor, p: torch.Tensor, layer_inputs: Sequence[torch.Tensor],
+               seq: torch.Tensor, rows_b: torch.Tensor, rows_j: torch.Tensor, one_per_row: bool, mode: str,
+               chunk_rows: int) -> torch.Tensor:
+    """``p @ Z_u`` (R, d): the user's centre states after every layer, mixed with the selection weights ``p``.
+
+    ``z0`` (k, d) initial centres, ``layer_inputs[l]`` (B, t, d) the modality
+    branch's input to layer ``l``. Output positions are processed in chunks of
+    at most ``chunk_rows`` centre rows (``0``: one chunk); with more than one
+    chunk and gradients on, each chunk is checkpointed, so only its small
+    output (chunk, d) is kept for the backward pass.
+    """
+    k, total = z0.size(0), rows_b.numel()
+    per_chunk = max(1, chunk_rows // k) if chunk_rows else total
+    if per_chunk >= total:
+        return _mix_chunk(blocks, seq, rows_b, rows_j, None if one_per_row else rows_b, mode, z0, p, *layer_inputs)
+    outs = []
+    for start in range(0, total, per_chunk):
+        rb, rj = rows_b[start:start + per_chunk], rows_j[start:start + per_chunk]
+        args = (blocks, seq, rb, rj, rb, mode, z0, p[start:start + per_chunk], *layer_inputs)
+        if torch.is_grad_enabled():
+            outs.append(checkpoint(_mix_chunk, *args, use_reentrant=False))
+        else:
+            outs.append(_mix_chunk(*args))
+    return torch.cat(outs)
+
+
+def _mix_chunk(blocks: Sequence[SASRecLayer], seq: torch.Tensor, rows_b: torch.Tensor, rows_j: torch.Tensor,
+               gather: torch.Tensor | None, mode: str, z0: torch.Tensor, p: torch.Tensor,
+               *layer_inputs: torch.Tensor) -> torch.Tensor:
+    allowed = centre_key_mask(seq, rows_b, rows_j, z0.size(0), mode)
+    z = z0
+    for block, x in zip(blocks, layer_inputs):
+        z = centre_step(block, z, x, gather, allowed)
+    return torch.einsum("rk,rkd->rd", p, z.expand(p.size(0), -1, -1))
