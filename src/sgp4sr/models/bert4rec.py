@@ -130,8 +130,9 @@ class BERT4Rec(SequentialRecommender):
 
     # -- cloze training --------------------------------------------------------
     def _append(self, seq: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
-        """``seq`` with column ``last`` appended, left-aligned rows where ``last`` is 0 (nothing
-        appended), and the first column dropped only if the width would exceed ``max_len``."""
+        """``seq`` with column ``last`` appended (rows where ``last`` is 0 get a padding column
+        in front instead, staying left padded); the first column is dropped only if the
+        width would exceed ``max_len``."""
         appended = torch.cat([seq, last], dim=1)
         unchanged = torch.cat([torch.zeros_like(last), seq], dim=1)
         out = torch.where(last != 0, appended, unchanged)
