@@ -86,10 +86,40 @@ def bench_published(tmp: Path, n_records: int, n_wanted: int) -> list[tuple[str,
         out = np.zeros((n_wanted + 1, PUBLISHED_DIM), np.float32)
         read_published_features(path, wanted, out, progress=False)
 
-    naive_s = timed(naive)
-    streamed_s = timed(streamed)
+    # Alternate and keep the best of 3: the file sits in the page cache for both, and a
+    # shared machine's load spikes hit one run, not the comparison.
+    naive_s, streamed_s = float("inf"), float("inf")
+    for _ in range(3):
+        naive_s = min(naive_s, timed(naive))
+        streamed_s = min(streamed_s, timed(streamed))
     return [("published .b, naive record loop", n_records, naive_s),
             ("published .b, chunked (ours)", n_records, streamed_s)]
+
+
+def bench_encoders(args, items: pd.DataFrame, downloads: Path, tmp: Path, rows: list) -> np.ndarray:
+    """Time each encoder on ``items`` (models loaded beforehand); returns the image features."""
+    from sgp4sr.features.build import build_modality
+    from sgp4sr.features.clip import load_clip
+    from sgp4sr.features.images import fetch_images
+    from sgp4sr.features.text import load_sentence_model
+
+    common = {"device": args.device, "threads": args.threads, "progress": False, "seed": args.seed}
+    # Load each model once before timing: the table is about encoding, not start-up.
+    load_sentence_model("sentence-transformers/all-MiniLM-L6-v2", args.device)
+    load_clip("ViT-B-32", None, seed=args.seed, device=args.device)
+    # Fill the image cache first: time decoding + encoding, not copying.
+    fetch_images(items, downloads, tmp / "cache", progress=False)
+    image_args = {"download_dir": downloads, "cache_dir": tmp / "cache"}
+    results = {}
+    for name, cfg, extra in [
+        ("sentence MiniLM-L6 (text)", {"encoder": "sentence"}, {}),
+        ("CLIP ViT-B/32 text", {"encoder": "clip", "input": "text", "pretrained": None}, {}),
+        ("CLIP ViT-B/32 image (decode+encode)", {"encoder": "clip", "pretrained": None}, image_args),
+    ]:
+        cfg = {**cfg, "batch_size": args.batch_size}
+        seconds = timed(lambda: results.__setitem__(name, build_modality(items, "m", cfg, **common, **extra)))
+        rows.append((name, len(items), seconds))
+    return results["CLIP ViT-B/32 image (decode+encode)"][0]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--records", type=int, default=4000, help=".b records to stream (16 KB each)")
     parser.add_argument("--generated", action="store_true", help="ignore the demo data even when present")
+    parser.add_argument("--no-encoders", action="store_true", help="only the noise and .b reader rows (seconds)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
@@ -109,43 +140,25 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     logging.basicConfig(level=logging.WARNING)
-    from sgp4sr.features.build import build_modality
     from sgp4sr.features.noise import add_modality_noise
 
     rows: list[tuple[str, int, float]] = []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         items, downloads, what = load_items(args, tmp)
-        n = len(items)
-        common = {"device": args.device, "threads": args.threads, "progress": False, "seed": args.seed}
-        # Load each model once before timing: the table is about encoding, not start-up.
-        from sgp4sr.features.clip import load_clip
-        from sgp4sr.features.text import load_sentence_model
-
-        load_sentence_model("sentence-transformers/all-MiniLM-L6-v2", args.device)
-        load_clip("ViT-B-32", None, seed=args.seed, device=args.device)
-        results = {}
-        for name, cfg, extra in [
-            ("sentence MiniLM-L6 (text)", {"encoder": "sentence"}, {}),
-            ("CLIP ViT-B/32 text", {"encoder": "clip", "input": "text", "pretrained": None}, {}),
-            ("CLIP ViT-B/32 image (decode+encode)", {"encoder": "clip", "pretrained": None},
-             {"download_dir": downloads, "cache_dir": tmp / "cache"}),
-        ]:
-            cfg = {**cfg, "batch_size": args.batch_size}
-            if "download_dir" in extra:  # fill the cache first: time decoding + encoding, not copying
-                from sgp4sr.features.images import fetch_images
-
-                fetch_images(items, extra["download_dir"], extra["cache_dir"], progress=False)
-            seconds = timed(lambda: results.__setitem__(name, build_modality(items, "m", cfg, **common, **extra)))
-            rows.append((name, n, seconds))
-        feats = results["CLIP ViT-B/32 image (decode+encode)"][0]
+        if args.no_encoders:
+            what += ", encoders skipped"
+            feats = np.random.default_rng(args.seed).standard_normal((len(items) + 1, 512)).astype(np.float32)
+        else:
+            feats = bench_encoders(args, items, downloads, tmp, rows)
         big = np.tile(feats, (max(1, 20000 // len(feats)), 1))
         big[0] = 0
         rows.append(("noise ratio 0.3 (rows copied)", len(big) - 1,
                      timed(lambda: add_modality_noise(big, 0.3, 0, "image"))))
-        rows += bench_published(tmp, args.records, min(1000, args.records // 2))
+        # ~2% of the records wanted, as for Clothing (23 k of ~1.5 M products).
+        rows += bench_published(tmp, args.records, max(1, args.records // 50))
 
-    ref = rows[0][1] / rows[0][2]
+    ref = rows[0][1] / rows[0][2] if not args.no_encoders else None
     naive = next(r for r in rows if "naive" in r[0])
     print(f"\nfeature encoders on {what}; device {args.device}, torch threads {args.threads}, "
           f"batch {args.batch_size}\n")
@@ -154,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
         rate = count / seconds
         if name.startswith("published"):
             ratio = f"{rate / (naive[1] / naive[2]):.2f}x naive"
+        elif ref is None:
+            ratio = "-"
         else:
             ratio = f"{rate / ref:.3f}x MiniLM"
         print(f"{name:40s} {count:7d} {seconds:9.2f} {rate:10.1f} {ratio:>12s}")

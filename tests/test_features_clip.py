@@ -44,6 +44,7 @@ def test_cache_name_is_safe_and_changes_with_the_url():
     assert cache_name("B001", "https://x.org/a.jpg") != cache_name("B001", "https://x.org/b.jpg")
 
 
+@pytest.mark.slow
 def test_image_features_shape_manifest_and_fallback(image_features, shop):
     _, items = shop
     matrix, manifest = image_features
@@ -64,6 +65,7 @@ def test_image_features_shape_manifest_and_fallback(image_features, shop):
         np.testing.assert_allclose(matrix[row], matrix[good].mean(axis=0), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_image_features_are_deterministic_and_independent_of_batching(image_features, shop, caplog):
     from sgp4sr.features.clip import load_clip
 
@@ -77,6 +79,7 @@ def test_image_features_are_deterministic_and_independent_of_batching(image_feat
     np.testing.assert_allclose(again, image_features[0], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_clip_text_path(shop):
     items = shop[1].head(3)
     matrix, manifest = build_modality(items, "text", {**CLIP_RANDOM, "input": "text"}, seed=7,
@@ -86,6 +89,7 @@ def test_clip_text_path(shop):
     assert np.isfinite(matrix).all() and np.abs(matrix[1:]).sum(axis=1).min() > 0
 
 
+@pytest.mark.slow
 def test_other_seed_gives_other_random_weights():
     import torch
 

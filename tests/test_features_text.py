@@ -58,6 +58,7 @@ def minilm():
     return load_sentence_model("sentence-transformers/all-MiniLM-L6-v2", device="cpu")
 
 
+@pytest.mark.slow
 def test_same_category_items_are_closer_than_across(tmp_path, minilm, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     items = make_items(tmp_path, failures=False)
@@ -72,6 +73,7 @@ def test_same_category_items_are_closer_than_across(tmp_path, minilm, monkeypatc
     assert sim[same & off_diag].mean() > sim[~same].mean() + 0.1
 
 
+@pytest.mark.slow
 def test_text_beyond_the_token_limit_is_ignored(minilm):
     from sgp4sr.features.text import count_truncated, encode_sentences
 
@@ -83,6 +85,7 @@ def test_text_beyond_the_token_limit_is_ignored(minilm):
     assert not np.allclose(emb[0], emb[2], atol=1e-3)
 
 
+@pytest.mark.slow
 def test_items_without_text_get_the_mean_fallback(tmp_path, minilm):
     items = make_items(tmp_path, failures=False)
     items.loc[[1, 5], ["title", "description", "categories", "brand"]] = ""

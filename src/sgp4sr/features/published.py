@@ -34,7 +34,7 @@ def read_published_features(
     out: np.ndarray,
     *,
     dim: int = PUBLISHED_DIM,
-    chunk_records: int = 2048,
+    chunk_records: int = 256,
     progress: bool = True,
 ) -> np.ndarray:
     """Copy the records whose ASIN is in ``wanted`` (ASIN -> row) into ``out[row]``.
@@ -60,11 +60,15 @@ def read_published_features(
     duplicates = 0
     n_records = size // dtype.itemsize
     with open(path, "rb") as fh, tqdm(total=n_records, unit="rec", desc=path.name, disable=not progress) as bar:
+        # One reused buffer: allocating a fresh multi-MB bytes object per read costs more than the I/O.
+        buffer = bytearray(chunk_records * dtype.itemsize)
         while True:
-            block = fh.read(chunk_records * dtype.itemsize)
-            if not block:
+            got = fh.readinto(buffer)
+            if not got:
                 break
-            records = np.frombuffer(block, dtype=dtype)
+            if got % dtype.itemsize:
+                raise FeatureFileError(f"{path}: short read at a record boundary (file changed while reading?)")
+            records = np.frombuffer(buffer, dtype=dtype, count=got // dtype.itemsize)
             # Vectorised membership first: typically only ~1-2% of a category's records are kept.
             for pos in np.flatnonzero(np.isin(records["asin"], key_array)):
                 row = keys[records["asin"][pos]]
