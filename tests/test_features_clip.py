@@ -137,10 +137,12 @@ def test_http_images_download_in_parallel_and_failures_are_recorded(tmp_path, mo
         return Path(dest)
 
     monkeypatch.setattr(download, "download_file", fake_download)
-    items = pd.DataFrame({"item": ["a", "b", "c"],
-                          "image_url": ["https://x.org/a.jpg", "https://x.org/broken.jpg", "https://x.org/c.jpg"]})
+    items = pd.DataFrame({"item": ["a", "b", "c", "d"],
+                          "image_url": ["https://x.org/a.jpg", "https://x.org/broken.jpg", "https://x.org/c.jpg",
+                                        "ftp://x.org/d.jpg"]})
     frame = fetch_images(items, tmp_path, tmp_path / "cache", max_parallel=2, progress=False)
-    assert list(frame["status"]) == ["ok", "download_error", "ok"]
+    assert list(frame["status"]) == ["ok", "download_error", "ok", "bad_url"]
+    assert frame.loc[3, "source"] == "other"
     assert frame.loc[1, "path"] == "" and Path(frame.loc[0, "path"]).read_bytes() == b"image bytes"
     assert all(kw["progress"] is False for _, kw in calls) and len(calls) == 3
     fetch_images(items, tmp_path, tmp_path / "cache", max_parallel=2, progress=False)

@@ -78,8 +78,9 @@ def fetch_images(
 ) -> pd.DataFrame:
     """Bring every item's image into ``cache_dir``; returns ``item, source, status, path`` per row.
 
-    ``source`` is the URL kind (``none``/``http``/``file``/``local``); ``status`` is
-    ``ok``, ``no_url``, ``missing`` (local file absent) or ``download_error``.
+    ``source`` is the URL kind (``none``/``http``/``file``/``local``, ``other`` for an
+    unsupported scheme); ``status`` is ``ok``, ``no_url``, ``bad_url``, ``missing``
+    (local file absent) or ``download_error``.
     Relative paths are resolved against ``download_dir`` (the dataset's raw folder).
     """
     download_dir, cache_dir = Path(download_dir), Path(cache_dir)
@@ -88,10 +89,14 @@ def fetch_images(
     records: list[dict] = []
     pending: list[int] = []
     for item, url in zip(items["item"].astype(str), urls):
-        kind = url_kind(url)
+        try:
+            kind = url_kind(url)
+        except ValueError as exc:  # one odd URL is that item's problem, not the dataset's
+            log.debug("item %s: %s", item, exc)
+            kind = "other"
         rec = {"item": item, "source": kind, "status": OK, "path": ""}
-        if kind == "none":
-            rec["status"] = "no_url"
+        if kind in ("none", "other"):
+            rec["status"] = "no_url" if kind == "none" else "bad_url"
         else:
             dest = cache_dir / cache_name(item, url)
             rec["path"] = str(dest)
