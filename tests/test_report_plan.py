@@ -52,6 +52,12 @@ def test_runs_per_experiment(config):
         ("toy", "sgp4sr", "default", 2)]
 
 
+def test_ablation_seeds(config):
+    config["experiments"]["ablation_seeds"] = [2]
+    assert {s for *_, s in plan.table3_runs(config)} == {2}
+    assert {s for *_, s in plan.table2_runs(config)} == {1, 2}
+
+
 def test_dataset_noise_ratios_override(config):
     config["datasets"]["toy"]["noise_ratios"] = [0.1, 0.3]
     assert plan.noise_ratios(config, "toy") == [0.0, 0.1, 0.3]

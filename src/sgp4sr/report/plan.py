@@ -27,6 +27,7 @@ DEFAULT_EXPERIMENTS: dict[str, Any] = {
     "metrics": ["recall@10", "ndcg@10", "recall@50", "ndcg@50"],
     "significance_metric": "ndcg@10",
     "tables": ["table1", "table2", "table3"],
+    "ablation_seeds": None,
     "noise": {"enabled": True, "modality": "image", "ratios": [0.0, 0.25, 0.5], "baselines": ["sasrecf"],
               "seeds": None},
     "centres": {"enabled": True, "k": [0, 5, 20, 50], "seeds": None},
@@ -135,7 +136,9 @@ def table3_runs(config: Mapping[str, Any]) -> list[tuple[str, str, str, int]]:
     if model is None:
         return []
     variants = ["default"] + [format_variant((a,)) for a in config["run"].get("ablations", [])]
-    return [(ds, model, v, s) for ds in datasets(config) for v in variants for s in seeds(config)]
+    chosen = experiments(config).get("ablation_seeds")
+    run_seeds = [int(s) for s in chosen] if chosen else seeds(config)
+    return [(ds, model, v, s) for ds in datasets(config) for v in variants for s in run_seeds]
 
 
 def _figure_seeds(config: Mapping[str, Any], section: str) -> list[int]:
