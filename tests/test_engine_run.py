@@ -13,7 +13,7 @@ import torch
 from engine_fixtures import N_USERS, write_planted_split
 from sgp4sr.cli.main import main
 from sgp4sr.engine.evaluate import metrics_from_ranks, ranks_from_scores
-from sgp4sr.engine.run import RunSpec, run_training
+from sgp4sr.engine.run import RunSpec, evaluate_checkpoint, run_training
 
 TRAINING = {"epochs": 4, "patience": 3, "batch_size": 32, "eval_batch_size": 64, "lr": 0.005, "max_len": 8,
             "topk": [5, 10], "valid_metric": "recall@10"}
@@ -85,6 +85,9 @@ def test_killed_run_resumes_to_the_same_result(sasrec_run, split_dir, tmp_path):
     with pytest.raises(Crash):
         run_training(_spec(split_dir, out), on_epoch_end=_crash_after_first)
     assert (out / "checkpoint.pt").exists() and not (out / "metrics.json").exists()
+    snap = evaluate_checkpoint(_spec(split_dir, out))  # watching an unfinished run changes nothing
+    assert snap["epochs_done"] == 1 and snap["valid"] == uninterrupted["curve"][0]["valid"]
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt"]
     resumed = run_training(_spec(split_dir, out))
     assert resumed["resumed_from_epoch"] == 1
     assert resumed["test"] == uninterrupted["test"]

@@ -24,6 +24,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub.required = True
     run = sub.add_parser("run", help="one run: fit with early stopping, test the best epoch, write the run folder",
                          description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _run_arguments(run)
+    run.set_defaults(func=run_command)
+    snap = sub.add_parser("snapshot", help="valid/test metrics of the best epoch so far of an unfinished run",
+                          description="Evaluate the best weights in RUN_DIR/checkpoint.pt without touching the run "
+                                      "(same arguments as `train run`, so the settings fingerprint matches).")
+    _run_arguments(snap)
+    snap.add_argument("--json-out", type=Path, help="also write the result here (JSON)")
+    snap.set_defaults(func=snapshot_command)
+
+
+def _run_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("--data", required=True, type=Path, help="split folder (results/<ds>/data or a benchmark folder)")
     run.add_argument("--features", type=Path, help="folder with <modality>.npy (needed by feature models)")
     run.add_argument("--graphs", type=Path, help="folder with cooccurrence.npz and <fset>/ graphs (SGP4SR)")
@@ -34,15 +45,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                       "modalities: [...], centres_seed: N, dataset: NAME}")
     run.add_argument("--out", required=True, type=Path, help="run folder (metrics.json, ranks.parquet, model.pt)")
     run.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    run.set_defaults(func=run_command)
+
+
+def _spec(args: argparse.Namespace):
+    from sgp4sr.engine.run import read_params, spec_from_params
+
+    return spec_from_params(read_params(args.params), data=args.data, out=args.out, model=args.model,
+                            variant=args.variant, seed=args.seed, features=args.features, graphs=args.graphs,
+                            threads=args.threads)
+
+
+def snapshot_command(args: argparse.Namespace) -> int:
+    from sgp4sr.engine.run import evaluate_checkpoint
+    from sgp4sr.io import write_json
+
+    result = evaluate_checkpoint(_spec(args))
+    if args.json_out:
+        write_json(args.json_out, result)
+    print(json.dumps({k: result[k] for k in ("epochs_done", "best_epoch", "valid", "test")}, sort_keys=True))
+    return 0
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from sgp4sr.engine.run import read_params, run_training, spec_from_params
+    from sgp4sr.engine.run import run_training
 
-    params = read_params(args.params)
-    spec = spec_from_params(params, data=args.data, out=args.out, model=args.model, variant=args.variant,
-                            seed=args.seed, features=args.features, graphs=args.graphs, threads=args.threads)
-    metrics = run_training(spec)
+    metrics = run_training(_spec(args))
     print(json.dumps({"test": metrics["test"], "best_epoch": metrics["best_epoch"]}, sort_keys=True))
     return 0

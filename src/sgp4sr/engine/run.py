@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 import yaml
 
-from sgp4sr.engine.checkpoint import fingerprint
+from sgp4sr.engine.checkpoint import fingerprint, load_checkpoint
 from sgp4sr.engine.context import context_files, discover_modalities, load_context
 from sgp4sr.engine.evaluate import eval_inputs, metrics_from_ranks, rank_users
 from sgp4sr.engine.sequences import training_examples
@@ -101,17 +101,38 @@ def build_model(spec: RunSpec, ctx: Any) -> torch.nn.Module:
         raise ValueError(f"model '{spec.model}': bad hyper-parameters {sorted(kwargs)}: {exc}") from None
 
 
-def run_training(spec: RunSpec, on_epoch_end: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Train, validate, test; write the run folder; return the metrics dict."""
+@dataclass
+class Prepared:
+    """A run's model and data, ready to fit or evaluate."""
+
+    cfg: TrainConfig
+    device: torch.device
+    split: Any
+    model: torch.nn.Module
+    resolved: dict[str, Any]
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint({k: v for k, v in self.resolved.items() if k != "inputs"})
+
+    def ranks(self, which: str) -> np.ndarray:
+        """Ranks of every user's validation (``valid``) or test (``test``) item."""
+        split, cfg = self.split, self.cfg
+        inputs = eval_inputs(split.train_seqs, split.valid_items, which)
+        targets = split.valid_items if which == "valid" else split.test_items
+        return rank_users(self.model, inputs, targets, cfg.max_len, cfg.eval_batch_size, self.device,
+                          cfg.remove_seen, cfg.eval_item_chunk, autocast=self.device.type == "cuda")
+
+
+def prepare(spec: RunSpec) -> Prepared:
+    """Settings, split, context and the freshly initialised model (seeded by the run's seed)."""
     from sgp4sr.data.load import load_split  # the data stage's reader
 
-    started = time.perf_counter()
     torch.set_num_threads(max(1, int(spec.threads)))
     variant = parse_variant(spec.variant)
     cfg = TrainConfig.from_dict({**spec.training, **variant.training_overrides()})
     device = resolve_device(cfg.device)
     split = load_split(spec.data)
-
     cls = get_model_class(spec.model)
     modalities = spec.modalities if spec.modalities is not None else discover_modalities(spec.features)
     graph_settings = variant.graph_settings(spec.graph_settings) if spec.graph_settings is not None else None
@@ -121,12 +142,6 @@ def run_training(spec: RunSpec, on_epoch_end: Callable[[int], None] | None = Non
                                                                   "seed": spec.seed})
     seed_everything(spec.seed)
     model = build_model(spec, ctx).to(device)
-    n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    examples = training_examples(split.train_seqs, cfg.max_len, cfg.train_form, split.n_items)
-    log.info("%s on %s: %d users, %d items, %d training rows (%s form, %d examples), %d parameters, device %s",
-             spec.model, spec.data, split.n_users, split.n_items - 1, len(examples), cfg.train_form,
-             examples.n_targets, n_params, device)
-
     resolved = {
         "model": spec.model, "variant": spec.variant, "seed": spec.seed, "dataset": spec.dataset,
         "training": cfg.to_dict(), "model_params": spec.model_params, "modalities": modalities,
@@ -134,21 +149,46 @@ def run_training(spec: RunSpec, on_epoch_end: Callable[[int], None] | None = Non
         "ablations": list(variant.ablations),
         "inputs": {"data": str(spec.data), **{k: str(v) for k, v in _named_files(files).items()}},
     }
-    autocast = device.type == "cuda"
+    return Prepared(cfg, device, split, model, resolved)
 
-    def ranks(which: str) -> np.ndarray:
-        inputs = eval_inputs(split.train_seqs, split.valid_items, which)
-        targets = split.valid_items if which == "valid" else split.test_items
-        return rank_users(model, inputs, targets, cfg.max_len, cfg.eval_batch_size, device, cfg.remove_seen,
-                          cfg.eval_item_chunk, autocast)
+
+def evaluate_checkpoint(spec: RunSpec) -> dict[str, Any]:
+    """Valid and test metrics of the best weights so far of an unfinished run (its ``checkpoint.pt``).
+
+    For watching a long run: nothing in the run folder changes, so the run can keep going or resume later.
+    """
+    prep = prepare(spec)
+    state = load_checkpoint(Path(spec.out) / "checkpoint.pt", prep.fingerprint)
+    if state is None:
+        raise FileNotFoundError(f"{spec.out}/checkpoint.pt is missing or was written with other settings")
+    prep.model.load_state_dict(state["best_state"])
+    topk = prep.cfg.topk
+    return {"epochs_done": state["epoch"], "best_epoch": state["best_epoch"],
+            "epochs_without_improvement": state["bad"], "stopped_early": state["bad"] >= prep.cfg.patience,
+            "valid": metrics_from_ranks(prep.ranks("valid"), topk), "test": metrics_from_ranks(prep.ranks("test"), topk),
+            "seconds_per_epoch": float(np.mean([h["train_seconds"] for h in state["history"]])),
+            "eval_seconds": float(np.mean([h["eval_seconds"] for h in state["history"]])),
+            "curve": [{"epoch": h["epoch"], "loss": h["loss"], **h["valid"]} for h in state["history"]]}
+
+
+def run_training(spec: RunSpec, on_epoch_end: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Train, validate, test; write the run folder; return the metrics dict."""
+    started = time.perf_counter()
+    prep = prepare(spec)
+    cfg, device, split, model, resolved = prep.cfg, prep.device, prep.split, prep.model, prep.resolved
+    n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    examples = training_examples(split.train_seqs, cfg.max_len, cfg.train_form, split.n_items)
+    log.info("%s on %s: %d users, %d items, %d training rows (%s form, %d examples), %d parameters, device %s",
+             spec.model, spec.data, split.n_users, split.n_items - 1, len(examples), cfg.train_form,
+             examples.n_targets, n_params, device)
+    ranks = prep.ranks
 
     out = Path(spec.out)
     out.mkdir(parents=True, exist_ok=True)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     result = fit(model, examples, lambda: metrics_from_ranks(ranks("valid"), cfg.topk), cfg, device, spec.seed,
-                 checkpoint=out / "checkpoint.pt",
-                 fingerprint=fingerprint({k: v for k, v in resolved.items() if k != "inputs"}),
+                 checkpoint=out / "checkpoint.pt", fingerprint=prep.fingerprint,
                  on_epoch_end=on_epoch_end)
     t0 = time.perf_counter()
     valid_ranks, test_ranks = ranks("valid"), ranks("test")
