@@ -60,6 +60,10 @@ def test_published_modality_end_to_end_with_fallback(tmp_path):
     assert not matrix[3].any() and not matrix[0].any()
     assert manifest["status"].tolist() == ["ok", "ok", "not_in_file"]
     assert manifest["fallback"].tolist() == ["", "", "zero"]
+    vecs[0, 7] = np.nan
+    write_b(path, ["B000000002", "B000000001"], vecs)
+    with pytest.raises(FeatureFileError, match=r"image_features_Baby.b: the records of 1 item\(s\) contain NaN or inf \(ASIN B000000002\)"):
+        build_modality(items, "image", {"encoder": "published"}, source_file=path, progress=False)
 
 
 # ---------------------------------------------------------------- benchmark .npy

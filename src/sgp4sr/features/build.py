@@ -144,7 +144,10 @@ def build_modality(
     if not manifest["found"].all():
         log.info("%s: missing items by reason: %s", modality,
                  manifest.loc[~manifest["found"], "status"].value_counts().to_dict())
-    check_feature_matrix(matrix, f"{modality} features", n_rows=n_items, padding_row=True)
+    origin = f", from {source_file}" if source_file is not None and encoder in ("published", "benchmark") else ""
+    # Also catches NaN rows inside a published file and fp16 overflow of an encoder on a GPU.
+    check_feature_matrix(matrix, f"{modality} features ({encoder}{origin}); row = item_idx", n_rows=n_items,
+                         padding_row=True)
     return matrix, manifest[MANIFEST_COLUMNS]
 
 

@@ -78,6 +78,11 @@ def read_published_features(
                 out[row] = records["vec"][pos]
                 found[row] = True
             bar.update(len(records))
+    bad_rows = np.flatnonzero(found & ~np.isfinite(out).all(axis=1))
+    if len(bad_rows):
+        by_row = {row: asin for asin, row in wanted.items()}
+        shown = ", ".join(by_row[r] for r in bad_rows[:5]) + (", ..." if len(bad_rows) > 5 else "")
+        raise FeatureFileError(f"{path}: the records of {len(bad_rows)} item(s) contain NaN or inf (ASIN {shown})")
     log.info("%s: %d records, %d of %d wanted items found%s", path.name, n_records, int(found.sum()),
              len(wanted), f", {duplicates} duplicate records ignored" if duplicates else "")
     return found
