@@ -122,3 +122,21 @@ def test_short_training_beats_popularity():
     recall = train_briefly(model, small, epochs=6, lr=5e-3, batch_size=160)
     pop = popularity_recall(small)
     assert recall > pop + 0.3, (recall, pop)
+
+
+def test_chunked_prefix_loss_keeps_the_regulariser_and_interests(data):
+    torch.manual_seed(0)
+    whole = build(data, prefix_chunk=10**6)
+    whole.discover_interests()
+    chunked = build(data, prefix_chunk=5)
+    chunked.load_state_dict(whole.state_dict())
+    chunked._stale = False
+    whole.eval()
+    chunked.eval()
+    batch = one_pass(data, torch.arange(10))
+    a, b = whole.calculate_loss(batch), chunked.calculate_loss(batch)
+    torch.testing.assert_close(a, b)
+    a.backward()
+    b.backward()
+    torch.testing.assert_close(whole.adaptors["text"].weight.grad, chunked.adaptors["text"].weight.grad,
+                               rtol=1e-4, atol=1e-6)

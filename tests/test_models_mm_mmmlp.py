@@ -94,3 +94,18 @@ def test_short_training_beats_popularity(data):
     recall = train_briefly(model, small, epochs=6, lr=5e-3, batch_size=160)
     pop = popularity_recall(small)
     assert recall > pop + 0.3, (recall, pop)
+
+
+def test_chunked_checkpointed_prefix_loss_equals_the_whole_batch(data):
+    """Memory-bounded chunks give the same loss and the same gradients."""
+    torch.manual_seed(0)
+    whole = build(data, prefix_chunk=10**6).eval()  # eval: no dropout, so both passes are comparable
+    chunked = build(data, prefix_chunk=7).eval()
+    chunked.load_state_dict(whole.state_dict())
+    batch = one_pass(data, torch.arange(10))
+    a, b = whole.calculate_loss(batch), chunked.calculate_loss(batch)
+    torch.testing.assert_close(a, b)
+    a.backward()
+    b.backward()
+    for (name, p), q in zip(whole.named_parameters(), chunked.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6, msg=name)

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sgp4sr.models.base import Batch, ModelContext, SequentialRecommender, masked_cross_entropy
-from sgp4sr.models.mm_blocks import (EvalTableCache, frozen_table, last_target_rows, recbole_init, require_features,
+from sgp4sr.models.mm_blocks import (EvalTableCache, frozen_table, prefix_loss, recbole_init, require_features,
                                      start_positions)
 from sgp4sr.models.registry import register
 
@@ -77,7 +77,8 @@ class MISSRec(EvalTableCache, SequentialRecommender):
       the first training step.
     * Positions counted from the oldest real item (RecBole's right padding).
     * The decoder is not causal, so one-pass batches are expanded to their
-      prefix rows (the original's training examples).
+      prefix rows (the original's training examples), ``prefix_chunk`` rows at a
+      time under activation checkpointing so memory stays bounded.
     * More than two modalities: the ID logits weigh ``1`` and the fused logits
       ``M`` (``(ID + 2 fused) / 3`` for two, as in the original).
     """
@@ -89,8 +90,9 @@ class MISSRec(EvalTableCache, SequentialRecommender):
                  temperature: float = 0.07, gamma: float = 1e-4, interest_ratio: float = 0.5,
                  kmeans_iters: int = 5, modalities: Sequence[str] = ("text", "image"),
                  item_fusion: str = "dynamic_shared", transductive: bool = True, seed: int | None = None,
-                 layer_norm_eps: float = 1e-12, init_std: float = 0.02) -> None:
+                 layer_norm_eps: float = 1e-12, init_std: float = 0.02, prefix_chunk: int = 512) -> None:
         super().__init__(ctx)
+        self.prefix_chunk = prefix_chunk
         if layers < 2 or layers % 2:
             raise ValueError(f"missrec: layers must be an even number >= 2 (encoder + decoder), got {layers}")
         if item_fusion not in ("dynamic_shared", "static"):
@@ -184,10 +186,15 @@ class MISSRec(EvalTableCache, SequentialRecommender):
             fused = (state @ ids.T + m * fused) / (m + 1)
         return fused / self.temperature
 
+    def _terms(self, rows: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        state, regulariser = self.encode(rows.seq)
+        target = rows.target[:, -1]
+        return masked_cross_entropy(self.logits(state), target) * len(target), self.gamma * regulariser
+
     def calculate_loss(self, batch: Batch) -> torch.Tensor:
-        batch = last_target_rows(batch)
-        state, regulariser = self.encode(batch.seq)
-        return masked_cross_entropy(self.logits(state), batch.target[:, -1]) + self.gamma * regulariser
+        if self._stale:  # before the chunks, so that every chunk sees this epoch's interests
+            self.discover_interests()
+        return prefix_loss(self._terms, batch, self.prefix_chunk)
 
     def full_sort_predict(self, batch: Batch) -> torch.Tensor:
         state, _ = self.encode(batch.seq)

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from sgp4sr.models.base import Batch, ModelContext
 from sgp4sr.models.layers import MultiHeadAttention
@@ -92,6 +93,34 @@ def last_target_rows(batch: Batch) -> Batch:
     """Training batch in prefix form whatever form the engine sends: non-causal
     models call this and then read only the last position."""
     return expand_prefixes(batch) if is_one_pass(batch) else batch
+
+
+def prefix_loss(terms: Callable[[Batch], tuple[torch.Tensor, torch.Tensor]], batch: Batch,
+                chunk: int) -> torch.Tensor:
+    """Loss of a non-causal model over the prefix rows of ``batch``: mean cross-entropy plus
+    the sum of the additive terms.
+
+    ``terms(rows)`` returns (sum of the rows' cross-entropies, additive extra). A one-pass
+    batch of 256 users expands to thousands of prefix rows; they are processed ``chunk``
+    rows at a time under activation checkpointing (recomputed in the backward pass), so
+    memory stays that of ``chunk`` rows, like the reference framework's prefix batches.
+    """
+    rows = last_target_rows(batch)
+    n = rows.seq.size(0)
+    if n <= chunk or not torch.is_grad_enabled():
+        ce, extra = terms(rows)
+        return ce / n + extra
+
+    def run(seq: torch.Tensor, target: torch.Tensor, times: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+        return terms(Batch(seq, target, None, times))
+
+    ce_total, extra_total = 0.0, 0.0
+    for lo in range(0, n, chunk):
+        part = slice(lo, lo + chunk)
+        times = rows.timestamps[part] if rows.timestamps is not None else None
+        ce, extra = checkpoint(run, rows.seq[part], rows.target[part], times, use_reentrant=False)
+        ce_total, extra_total = ce_total + ce, extra_total + extra
+    return ce_total / n + extra_total
 
 
 def select_targets(hidden: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

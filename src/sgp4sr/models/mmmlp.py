@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from sgp4sr.models.base import Batch, ModelContext, SequentialRecommender, masked_cross_entropy
-from sgp4sr.models.mm_blocks import fit_length, frozen_table, last_target_rows, recbole_init, require_features
+from sgp4sr.models.mm_blocks import fit_length, frozen_table, prefix_loss, recbole_init, require_features
 from sgp4sr.models.registry import register
 
 
@@ -68,17 +68,18 @@ class MMMLP(SequentialRecommender):
       after every residual, which makes outputs independent of extra padding.
     * Training form: the token mixer sees every position, so a one-pass batch
       would leak future items; one-pass batches are expanded to their prefix
-      rows (the reference framework's form, same examples, same cost as
-      ``train_form: prefix``).
+      rows (the reference framework's form, same examples), ``prefix_chunk``
+      rows at a time under activation checkpointing so memory stays bounded.
     """
 
     requires = ("features",)
 
     def __init__(self, ctx: ModelContext, hidden_size: int = 64, layers: int = 2, dropout: float = 0.5,
                  expansion: float = 4.0, modalities: Sequence[str] = ("image", "text"),
-                 layer_norm_eps: float = 1e-12, init_std: float = 0.02) -> None:
+                 layer_norm_eps: float = 1e-12, init_std: float = 0.02, prefix_chunk: int = 512) -> None:
         super().__init__(ctx)
         feats = require_features(ctx, "mmmlp", modalities)
+        self.prefix_chunk = prefix_chunk
         self.modalities = list(modalities)
         for m, array in feats.items():
             self.register_buffer(f"feat_{m}", frozen_table(array), persistent=False)
@@ -114,11 +115,13 @@ class MMMLP(SequentialRecommender):
         fused = self.fusion(self.fusion_norm(torch.cat(outputs, dim=-1)))
         return self.output_norm(fused)
 
+    def _terms(self, rows: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.sequence_state(rows.seq) @ self.item_embedding.weight.T
+        target = rows.target[:, -1]
+        return masked_cross_entropy(logits, target) * len(target), logits.new_zeros(())
+
     def calculate_loss(self, batch: Batch) -> torch.Tensor:
-        batch = last_target_rows(batch)
-        state = self.sequence_state(batch.seq)
-        logits = state @ self.item_embedding.weight.T
-        return masked_cross_entropy(logits, batch.target[:, -1])
+        return prefix_loss(self._terms, batch, self.prefix_chunk)
 
     def full_sort_predict(self, batch: Batch) -> torch.Tensor:
         scores = self.sequence_state(batch.seq) @ self.item_embedding.weight.T
