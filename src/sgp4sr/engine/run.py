@@ -163,9 +163,11 @@ def evaluate_checkpoint(spec: RunSpec) -> dict[str, Any]:
         raise FileNotFoundError(f"{spec.out}/checkpoint.pt is missing or was written with other settings")
     prep.model.load_state_dict(state["best_state"])
     topk = prep.cfg.topk
+    # the best epoch's validation metrics were computed with these very weights: no need to rank again
+    best_valid = next(h["valid"] for h in state["history"] if h["epoch"] == state["best_epoch"])
     return {"epochs_done": state["epoch"], "best_epoch": state["best_epoch"],
             "epochs_without_improvement": state["bad"], "stopped_early": state["bad"] >= prep.cfg.patience,
-            "valid": metrics_from_ranks(prep.ranks("valid"), topk), "test": metrics_from_ranks(prep.ranks("test"), topk),
+            "valid": best_valid, "test": metrics_from_ranks(prep.ranks("test"), topk),
             "seconds_per_epoch": float(np.mean([h["train_seconds"] for h in state["history"]])),
             "eval_seconds": float(np.mean([h["eval_seconds"] for h in state["history"]])),
             "curve": [{"epoch": h["epoch"], "loss": h["loss"], **h["valid"]} for h in state["history"]]}
