@@ -112,7 +112,7 @@ def vectors(model: SGP4SR, batch: Batch) -> torch.Tensor:
 VARIANTS = [
     {}, {"ablations": ("wo_coo",)}, {"ablations": ("wo_cgc",)}, {"ablations": ("wo_cip",)},
     {"ablations": ("wo_mul",)}, {"ablations": ("wo_c2c",)}, {"shared_encoder": False},
-    {"input_layernorm": True}, {"centre_mask": "causal_bug"}, {"centre_chunk": 7},
+    {"input_layernorm": True}, {"centre_mask": "causal_bug"}, {"centre_chunk": 7}, {"heads": 4},
 ]
 
 
@@ -155,6 +155,28 @@ def test_future_positions_would_leak_without_the_cumulative_mask(monkeypatch):
     monkeypatch.setattr(module, "centre_key_mask", leaky)
     leaked = vectors(model, onepass_batch(SEQS))
     assert (leaked - right).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("heads", [2, 8])  # 2 x 5 < 16: output map folded into the values; 8 x 5 >= 16: fused SDPA
+def test_centre_step_is_the_layers_attention_over_each_prefix(heads):
+    from sgp4sr.models.layers import SASRecLayer
+    from sgp4sr.models.sgp4sr_centres import centre_key_mask, centre_step
+
+    torch.manual_seed(0)
+    layer = SASRecLayer(16, heads, 0.0).eval()
+    seq = left_pad([[3, 4, 5, 6, 7], [8, 9]], 5)
+    rows_b, rows_j = torch.tensor([0, 0, 1]), torch.tensor([1, 4, 4])
+    x, z = torch.randn(2, 5, 16), torch.randn(3, 4, 16)
+    allowed = centre_key_mask(seq, rows_b, rows_j, 4)
+    got = centre_step(layer, z, x, rows_b, allowed)
+    q = layer.attn_norm(z)
+    want = q + layer.attn(q, x[rows_b], x[rows_b], allowed)  # the shared MHA, keys up to position j only
+    want = layer.ffn_norm(want)
+    torch.testing.assert_close(got, want + layer.ffn(want), rtol=1e-4, atol=1e-5)
+    shared = centre_step(layer, z[0], x, rows_b, allowed)  # layer-0 queries, the same for every row
+    q0 = layer.attn_norm(z[0]).expand(3, -1, -1)
+    want0 = layer.ffn_norm(q0 + layer.attn(q0, x[rows_b], x[rows_b], allowed))
+    torch.testing.assert_close(shared, want0 + layer.ffn(want0), rtol=1e-4, atol=1e-5)
 
 
 def test_chunked_centres_give_the_same_loss_and_gradients():

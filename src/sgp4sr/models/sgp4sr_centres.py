@@ -71,17 +71,45 @@ def centre_step(layer: SASRecLayer, z: torch.Tensor, x: torch.Tensor, rows_b: to
     attn = layer.attn
     q = layer.attn_norm(z)
     keys = _heads(attn.k_proj(x), attn.heads)  # (B, h, t, dh): project once per row, then gather
-    values = _heads(attn.v_proj(x), attn.heads)
-    if rows_b is not None:
-        keys, values = keys[rows_b], values[rows_b]
     queries = _heads(attn.q_proj(q), attn.heads)
-    if queries.dim() == 3:  # shared layer-0 queries: a view, not a copy
-        queries = queries.unsqueeze(0).expand(keys.size(0), -1, -1, -1)
-    out = F.scaled_dot_product_attention(queries, keys, values, attn_mask=allowed,
-                                         dropout_p=attn.dropout if layer.training else 0.0)
-    z = q + attn.out_proj(out.transpose(-3, -2).flatten(-2))  # (R, k, d)
+    if queries.dim() == 3:  # shared layer-0 queries: broadcast, not copied
+        queries = queries.unsqueeze(0)
+    if attn.heads * x.size(1) < x.size(2):
+        z = q + _attend_folded(attn, queries, keys, x, rows_b, allowed, layer.training)
+    else:
+        values = _heads(attn.v_proj(x), attn.heads)
+        if rows_b is not None:
+            keys, values = keys[rows_b], values[rows_b]
+        queries = queries.expand(keys.size(0), -1, -1, -1)
+        out = F.scaled_dot_product_attention(queries, keys, values, attn_mask=allowed,
+                                             dropout_p=attn.dropout if layer.training else 0.0)
+        z = q + attn.out_proj(out.transpose(-3, -2).flatten(-2))  # (R, k, d)
     z = layer.ffn_norm(z)
     return z + layer.ffn(z)
+
+
+def _attend_folded(attn, queries: torch.Tensor, keys: torch.Tensor, x: torch.Tensor,
+                   rows_b: torch.Tensor | None, allowed: torch.Tensor, training: bool) -> torch.Tensor:
+    """``out_proj(MHA(q, x, x))`` with the output map folded into the values, (R, k, d).
+
+    Attention weights are linear in the values, so ``W_o`` can be applied to
+    each key's per-head value once (``U_h = V_h W_o^h``, t rows) instead of to
+    every centre state (k rows per output position). With ``heads x t < d``
+    (short sequences, which length-bucketed batches mostly are) this replaces
+    the ``(R k) x d x d`` output map by a ``(R k) x (h t) x d`` product.
+    """
+    heads = attn.heads
+    values = _heads(attn.v_proj(x), heads)  # (B, h, t, dh)
+    w = attn.out_proj.weight  # (d, d): out = concat_h(o_h) @ w.T
+    folded = torch.einsum("bhtj,dhj->bhtd", values, w.view(w.size(0), heads, -1))  # (B, h, t, d)
+    if rows_b is not None:
+        keys, folded = keys[rows_b], folded[rows_b]
+    scores = queries @ keys.transpose(-1, -2) * keys.size(-1) ** -0.5  # (R, h, k, t)
+    probs = torch.softmax(scores.masked_fill(~allowed, float("-inf")), dim=-1)
+    probs = F.dropout(probs, attn.dropout, training)
+    r, h, k, t = probs.shape
+    out = probs.transpose(1, 2).reshape(r, k, h * t) @ folded.reshape(r, h * t, -1)
+    return out + attn.out_proj.bias
 
 
 def centre_weights(logits: torch.Tensor, tau: float, sample: bool) -> torch.Tensor:
