@@ -128,6 +128,8 @@ rule train:
         mem_mb=16000,
         runtime=train_runtime,
         slurm_extra=train_slurm_extra,
+    conda:
+        "../envs/sgp4sr.yaml"
     shell:
         "sgp4sr --log {log} train run --data {params.data:q} {params.features} {params.graphs}"
         " --model {wildcards.model} --variant {wildcards.variant:q} --seed {wildcards.seed}"
