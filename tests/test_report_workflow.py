@@ -23,7 +23,7 @@ from sgp4sr.report import plan
 from report_fixtures import ranks_with_quality, write_run
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.workflow
+pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 
 SNAKEFILE = """\
 configfile: "config/test.yaml"
