@@ -2,8 +2,9 @@
 
 Each model runs in its own subprocess (so its peak resident memory is its
 own), trains ``--batches`` batches of the engine's batching (after
-``--warmup`` untimed ones) and ranks ``--eval-batches`` batches of users; the
-per-batch times are extrapolated to one epoch and to one full ranking pass.
+``--warmup`` untimed ones) and ranks ``--eval-batches`` batches of users
+spread evenly over the engine's length-sorted ranking order; the per-batch
+times are extrapolated to one epoch and to one full (validation) ranking pass.
 Features are random (seeded) with the Baby widths (image 4096, text 384):
 the cost of a feature model does not depend on the values. Ratios are against
 SASRec measured in the same run.
@@ -89,11 +90,14 @@ def measure(args: argparse.Namespace) -> dict:
 
     inputs = eval_inputs(split.train_seqs, split.valid_items, "valid")
     padded, lengths = left_pad(inputs, args.max_len)
-    order = np.random.default_rng(args.seed).permutation(len(inputs))  # a mix of lengths, as a full pass
+    # the engine ranks users in order of length; time batches spread evenly over that order
+    order = np.argsort(lengths, kind="stable")
+    n_eval_batches = -(-len(inputs) // args.eval_batch_size)
+    picked = np.unique(np.linspace(0, n_eval_batches - 1, min(args.eval_batches, n_eval_batches)).round().astype(int))
     eval_times = []
     model.eval()
     with torch.no_grad():
-        for b in range(args.eval_batches):
+        for b in picked:
             idx = order[b * args.eval_batch_size:(b + 1) * args.eval_batch_size]
             batch = make_batch(padded[idx], lengths=lengths[idx]).to(device)
             sync()
@@ -101,7 +105,6 @@ def measure(args: argparse.Namespace) -> dict:
             model.full_sort_predict(batch)
             sync()
             eval_times.append(time.perf_counter() - t0)
-    n_eval_batches = -(-len(inputs) // args.eval_batch_size)
     return {
         "model": args.model,
         "params": sum(p.numel() for p in model.parameters()),
