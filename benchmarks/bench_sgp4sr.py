@@ -7,9 +7,12 @@ same batches (the engine's length-bucketed order, same seed), d=300, 2 layers,
 4 heads, dropout 0.5, batch 256, max length 50.
 
 A full CPU epoch of SGP4SR takes many minutes on a shared 2-core machine, so
-by default a fixed random sample of ``--batches`` training batches and
-``--eval-users`` validation users is timed and extrapolated to the full epoch
-and the full user set (the table says so). ``--batches 0 --eval-users 0``
+by default ``--batches`` training batches and ``--eval-users`` validation
+users are timed and extrapolated to the full epoch and the full user set (the
+table says so). The samples are spread over the batch widths (one batch from
+the middle of each stratum of the width-sorted batches; evaluation batches
+cut from the length-sorted users as the engine does), so they carry the
+epoch's mix of short and long rows. ``--batches 0 --eval-users 0``
 times everything. Each model runs in its own fresh process so its peak memory
 (RSS on CPU, allocated memory on CUDA) is its own.
 
@@ -70,6 +73,12 @@ def build_inputs(split_dir: Path, out: Path, k: int, seed: int) -> dict:
     return {"n_items": split.n_items, "n_users": split.n_users, "nnz_w": int(w.nnz), **timings}
 
 
+def strata(n: int, m: int) -> list[int]:
+    """Indices of the middle element of ``m`` equal strata of ``range(n)`` (a spread, deterministic sample)."""
+    m = min(m, n)
+    return sorted({int((i + 0.5) * n / m) for i in range(m)})
+
+
 def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
@@ -104,9 +113,9 @@ def measure(model_name: str, args: argparse.Namespace, inputs: Path, queue) -> N
 
     batches = list(iterate_batches(examples, args.batch_size, np.random.default_rng(args.seed)))
     n_batches = len(batches)
-    if args.batches:
-        pick = np.random.default_rng(args.seed + 1).choice(n_batches, min(args.batches, n_batches), replace=False)
-        batches = [batches[i] for i in sorted(pick)]
+    if args.batches:  # one batch from the middle of each of `batches` equal strata of batch widths
+        by_width = sorted(range(n_batches), key=lambda i: batches[i].seq.size(1))
+        batches = [batches[by_width[i]] for i in strata(n_batches, args.batches)]
 
     def step(batch) -> None:
         batch = batch.to(device)
@@ -131,17 +140,21 @@ def measure(model_name: str, args: argparse.Namespace, inputs: Path, queue) -> N
     train_s = time.perf_counter() - t0
     epoch_s = train_s / len(batches) * n_batches
 
-    users = np.arange(split.n_users)
-    if args.eval_users:
-        users = np.sort(np.random.default_rng(args.seed + 2).choice(split.n_users, args.eval_users, replace=False))
+    # Evaluation batches are cut from the length-sorted users (as rank_users does); time whole
+    # batches from the middle of equal strata of that order, so each has its real width.
     inputs_v = eval_inputs(split.train_seqs, split.valid_items, "valid")
-    sub_inputs = [inputs_v[u] for u in users]
+    order = np.argsort([min(len(s), args.max_len) for s in inputs_v], kind="stable")
+    n_eval = -(-split.n_users // args.eval_batch_size)
+    picks = strata(n_eval, max(1, args.eval_users // args.eval_batch_size)) if args.eval_users else range(n_eval)
+    groups = [order[i * args.eval_batch_size:(i + 1) * args.eval_batch_size] for i in picks]
     sync()
     t0 = time.perf_counter()
-    ranks = rank_users(model, sub_inputs, split.valid_items[users], args.max_len, args.eval_batch_size, device,
-                       autocast=autocast)
+    ranks = np.concatenate([
+        rank_users(model, [inputs_v[u] for u in g], split.valid_items[g], args.max_len, args.eval_batch_size,
+                   device, autocast=autocast) for g in groups])
     sync()
-    eval_s = (time.perf_counter() - t0) * split.n_users / len(users)
+    eval_s = (time.perf_counter() - t0) * n_eval / len(groups)
+    users = np.concatenate(groups)
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else _rss_mb()
     queue.put({
         "model": model_name, "epoch_s": epoch_s, "eval_s": eval_s, "timed_batches": len(batches),
@@ -158,7 +171,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--form", choices=["onepass", "prefix"], default="onepass")
     parser.add_argument("--batches", type=int, default=8, help="timed training batches (0: the whole epoch)")
-    parser.add_argument("--eval-users", type=int, default=1024, help="timed validation users (0: all)")
+    parser.add_argument("--eval-users", type=int, default=1024,
+                        help="timed validation users, in whole evaluation batches (0: all)")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--eval-batch-size", type=int, default=512)
     parser.add_argument("--max-len", type=int, default=50)
