@@ -44,7 +44,8 @@ def test_default_config_plans(workdir):
 
 
 def test_paper_config_plans_downloads_without_network(workdir):
-    result = snakemake(workdir, "-n", "--cores", "1", "--configfile", "config/paper.yaml", "all")
+    # --configfile takes several values: the target must come before it.
+    result = snakemake(workdir, "-n", "--cores", "1", "all", "--configfile", "config/paper.yaml")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "download" in result.stdout
     assert "reviews_Baby_5.json.gz" in result.stdout
@@ -65,6 +66,6 @@ def test_lint_is_clean(workdir):
 def test_invalid_config_fails_before_planning(workdir, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("run:\n  datasets: [nope]\n")
-    result = snakemake(workdir, "-n", "--cores", "1", "--configfile", str(bad), "all")
+    result = snakemake(workdir, "-n", "--cores", "1", "all", "--configfile", str(bad))
     assert result.returncode != 0
     assert "dataset 'nope' is not defined" in result.stdout + result.stderr
