@@ -101,12 +101,14 @@ def measure(args: argparse.Namespace) -> dict:
             model.discover_interests()
         sync()
         extra_epoch_s = time.perf_counter() - t0
-    times = []
+    times, timed_targets = [], 0
     model.train()
-    batches = iterate_batches(examples, args.batch_size, np.random.default_rng(args.seed))
-    for i, batch in enumerate(batches):
-        if i >= args.warmup + args.batches:
-            break
+    # batches are length-bucketed, so the first ones are the shortest: warm up on the first
+    # ``warmup`` and time ``batches`` drawn uniformly from the whole epoch (same ones for every model)
+    all_batches = list(iterate_batches(examples, args.batch_size, np.random.default_rng(args.seed)))
+    picked = np.random.default_rng(args.seed + 1).choice(len(all_batches), args.batches, replace=False)
+    chosen = all_batches[:args.warmup] + [all_batches[j] for j in sorted(picked)]
+    for i, batch in enumerate(chosen):
         batch = batch.to(device)
         sync()
         t0 = time.perf_counter()
@@ -118,6 +120,7 @@ def measure(args: argparse.Namespace) -> dict:
         sync()
         if i >= args.warmup:
             times.append(time.perf_counter() - t0)
+            timed_targets += int((batch.target != 0).sum())
     n_train_batches = -(-len(examples) // args.batch_size)
 
     inputs = eval_inputs(split.train_seqs, split.valid_items, "valid")
@@ -141,6 +144,8 @@ def measure(args: argparse.Namespace) -> dict:
         "params": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "train_batch_s": float(np.mean(times)),
         "epoch_s": float(np.mean(times)) * n_train_batches + extra_epoch_s,
+        "s_per_1k_targets": 1000 * float(np.sum(times)) / max(timed_targets, 1),
+        "timed_targets": timed_targets,
         "per_epoch_extra_s": extra_epoch_s,
         "eval_s": float(np.mean(eval_times)) * n_eval_batches,
         "peak_rss_mb": peak_rss_mb(),
@@ -195,15 +200,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# {args.data.name}: {ref['users']} users, {ref['train_rows']} {args.form} rows in "
           f"{ref['train_batches']} batches of {args.batch_size}; d={args.hidden}, max_len={args.max_len}, "
           f"device {ref['device']}, {args.threads} thread(s); random features image 4096 / text 384")
-    print(f"# timed: {args.batches} training batches (after {args.warmup}) and {args.eval_batches} ranking "
-          f"batches of {args.eval_batch_size} users, extrapolated; ratios vs {ref['model']}")
+    print(f"# timed: {args.batches} training batches drawn across the epoch (after {args.warmup} warm-up) and "
+          f"{args.eval_batches} ranking batches of {args.eval_batch_size} users, extrapolated; ratios vs "
+          f"{ref['model']}; s/1k targets = training seconds per 1000 next-item targets")
     # on the CPU the split and features dominate the resident memory, so the ratio is of the peaks
     mem = "peak_cuda_mb" if ref["peak_cuda_mb"] is not None else "peak_rss_mb"
-    print(f"| model | trainable params | s/batch | s/epoch | x | ranking s | x | peak RSS MB | {mem} | x |")
+    print(f"| model | trainable params | s/batch | s/1k targets | s/epoch | x | ranking s | x | peak RSS MB | "
+          f"{mem} | x |")
     # (the model's own share of the RSS, model_rss_mb, is in each child's JSON)
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in results:
-        print(f"| {r['model']} | {r['params']:,} | {r['train_batch_s']:.3f} | {r['epoch_s']:.1f} | "
+        print(f"| {r['model']} | {r['params']:,} | {r['train_batch_s']:.3f} | {r['s_per_1k_targets']:.2f} | "
+              f"{r['epoch_s']:.1f} | "
               f"{r['epoch_s'] / ref['epoch_s']:.2f} | {r['eval_s']:.1f} | {r['eval_s'] / ref['eval_s']:.2f} | "
               f"{r['peak_rss_mb']:.0f} | {r[mem]:.0f} | {r[mem] / max(ref[mem], 1e-9):.2f} |")
     return 0
