@@ -47,6 +47,11 @@ class SplitData:
     test_items: np.ndarray  # (n_users,) test target
     item_tokens: np.ndarray  # (n_items,) object, token of each index, "" for padding
     user_tokens: np.ndarray  # (n_users,)
+    # Interaction times (int64 seconds) aligned with the items, when the data has them
+    # (our own splits); None for bare benchmark folders, whose files carry no times.
+    train_times: list[np.ndarray] | None = None
+    valid_times: np.ndarray | None = None
+    test_times: np.ndarray | None = None
 
 
 @dataclass
@@ -165,7 +170,7 @@ def load_split(folder: str | Path, name: str | None = None) -> SplitData:
 
 def _load_parquet(path: Path, item_map: dict[str, int], user_map: dict[str, int]) -> SplitData:
     """The split from our interactions table, checked for one valid and one test event per user, last."""
-    table = pd.read_parquet(path, columns=["user_idx", "item_idx", "position", "part"])
+    table = pd.read_parquet(path, columns=["user_idx", "item_idx", "position", "part", "timestamp"])
     table = table.sort_values(["user_idx", "position"], kind="stable")
     users = table["user_idx"].to_numpy()
     n_users, n_items = len(user_map), len(item_map) + 1
@@ -189,6 +194,7 @@ def _load_parquet(path: Path, item_map: dict[str, int], user_map: dict[str, int]
             f"with positions 0..n-1"
         )
     train_seqs = [items[s:e - 2] for s, e in zip(starts.tolist(), ends.tolist())]
+    times = table["timestamp"].to_numpy().astype(np.int64)
     log.info("loaded split %s: %d users, %d items (+padding)", path.parent, n_users, n_items - 1)
     return SplitData(
         n_items=n_items,
@@ -198,6 +204,9 @@ def _load_parquet(path: Path, item_map: dict[str, int], user_map: dict[str, int]
         test_items=items[ends - 1],
         item_tokens=token_array(item_map, n_items),
         user_tokens=token_array(user_map, n_users),
+        train_times=[times[s:e - 2] for s, e in zip(starts.tolist(), ends.tolist())],
+        valid_times=times[ends - 2],
+        test_times=times[ends - 1],
     )
 
 

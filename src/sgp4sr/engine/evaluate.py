@@ -67,8 +67,12 @@ def eval_inputs(train_seqs: Sequence[np.ndarray], valid_items: np.ndarray, which
 @torch.no_grad()
 def rank_users(model: SequentialRecommender, inputs: Sequence[np.ndarray], targets: np.ndarray, max_len: int,
                batch_size: int, device: torch.device, remove_seen: bool = False,
-               item_chunk: int | None = None, autocast: bool = False) -> np.ndarray:
+               item_chunk: int | None = None, autocast: bool = False,
+               times: Sequence[np.ndarray] | None = None) -> np.ndarray:
     """Ranks (n_users,) of each user's target given their input sequence.
+
+    ``times`` (optional) are the inputs' interaction times, passed to the
+    model as ``Batch.timestamps`` (time-aware models such as HM4SR).
 
     Users are processed in order of input length so each batch carries little
     padding; the ranks are returned in user order.
@@ -76,13 +80,15 @@ def rank_users(model: SequentialRecommender, inputs: Sequence[np.ndarray], targe
     was_training = model.training
     model.eval()
     padded, lengths = left_pad(inputs, max_len)
+    padded_times = None if times is None else left_pad(times, max_len, np.int64)[0]
     targets = np.asarray(targets, dtype=np.int64)
     ranks = np.zeros(len(inputs), dtype=np.int64)
     order = np.argsort(lengths, kind="stable")
     try:
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
-            batch = make_batch(padded[idx], user=idx, lengths=lengths[idx]).to(device)
+            batch = make_batch(padded[idx], user=idx, lengths=lengths[idx],
+                               times=None if padded_times is None else padded_times[idx]).to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
                 scores = model.full_sort_predict(batch)
             scores = scores.float()

@@ -119,9 +119,10 @@ class Prepared:
         """Ranks of every user's validation (``valid``) or test (``test``) item."""
         split, cfg = self.split, self.cfg
         inputs = eval_inputs(split.train_seqs, split.valid_items, which)
+        times = None if split.train_times is None else eval_inputs(split.train_times, split.valid_times, which)
         targets = split.valid_items if which == "valid" else split.test_items
         return rank_users(self.model, inputs, targets, cfg.max_len, cfg.eval_batch_size, self.device,
-                          cfg.remove_seen, cfg.eval_item_chunk, autocast=self.device.type == "cuda")
+                          cfg.remove_seen, cfg.eval_item_chunk, autocast=self.device.type == "cuda", times=times)
 
 
 def prepare(spec: RunSpec) -> Prepared:
@@ -179,7 +180,7 @@ def run_training(spec: RunSpec, on_epoch_end: Callable[[int], None] | None = Non
     prep = prepare(spec)
     cfg, device, split, model, resolved = prep.cfg, prep.device, prep.split, prep.model, prep.resolved
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    examples = training_examples(split.train_seqs, cfg.max_len, cfg.train_form, split.n_items)
+    examples = training_examples(split.train_seqs, cfg.max_len, cfg.train_form, split.n_items, split.train_times)
     log.info("%s on %s: %d users, %d items, %d training rows (%s form, %d examples), %d parameters, device %s",
              spec.model, spec.data, split.n_users, split.n_items - 1, len(examples), cfg.train_form,
              examples.n_targets, n_params, device)

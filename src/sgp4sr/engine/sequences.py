@@ -44,6 +44,7 @@ class Examples:
     target: np.ndarray
     user: np.ndarray
     length: np.ndarray
+    times: np.ndarray | None = None  # (N, max_len) int64 interaction times aligned with ``seq``, 0 on padding
 
     def __len__(self) -> int:
         return int(self.seq.shape[0])
@@ -54,9 +55,9 @@ class Examples:
         return int(np.count_nonzero(self.target))
 
 
-def left_pad(seqs: Sequence[np.ndarray], max_len: int) -> tuple[np.ndarray, np.ndarray]:
-    """The most recent ``max_len`` items of each sequence, left padded: (N, max_len) int32 and lengths."""
-    out = np.zeros((len(seqs), max_len), dtype=np.int32)
+def left_pad(seqs: Sequence[np.ndarray], max_len: int, dtype: type = np.int32) -> tuple[np.ndarray, np.ndarray]:
+    """The most recent ``max_len`` items of each sequence, left padded: (N, max_len) and lengths."""
+    out = np.zeros((len(seqs), max_len), dtype=dtype)
     lengths = np.zeros(len(seqs), dtype=np.int64)
     for row, s in enumerate(seqs):
         s = np.asarray(s)[-max_len:] if len(s) else np.zeros(0, dtype=np.int64)
@@ -67,14 +68,21 @@ def left_pad(seqs: Sequence[np.ndarray], max_len: int) -> tuple[np.ndarray, np.n
 
 
 def _check_items(seq: np.ndarray, user: int, n_items: int | None) -> None:
+    if n_items == -1:  # laying out per-item values (times), not items
+        return
     if len(seq) and (seq.min() < 1 or (n_items is not None and seq.max() >= n_items)):
         raise ValueError(f"user {user}: item index out of range 1..{(n_items or 0) - 1} in training sequence")
 
 
-def prefix_examples(train_seqs: Sequence[np.ndarray], max_len: int, n_items: int | None = None) -> Examples:
-    """Every training prefix (length >= 1) and its next item; the target sits at the last position."""
+def prefix_examples(train_seqs: Sequence[np.ndarray], max_len: int, n_items: int | None = None,
+                    dtype: type = np.int32) -> Examples:
+    """Every training prefix (length >= 1) and its next item; the target sits at the last position.
+
+    ``dtype`` int64 with ``n_items=None`` lays out any per-item values (interaction
+    times) exactly like the items: ``.seq`` is then the aligned value matrix.
+    """
     total = sum(max(len(s) - 1, 0) for s in train_seqs)
-    seq = np.zeros((total, max_len), dtype=np.int32)
+    seq = np.zeros((total, max_len), dtype=dtype)
     target = np.zeros((total, max_len), dtype=np.int32)
     user = np.zeros(total, dtype=np.int64)
     length = np.zeros(total, dtype=np.int64)
@@ -109,11 +117,15 @@ def onepass_windows(n: int, max_len: int) -> list[tuple[int, int, int]]:
     return windows
 
 
-def onepass_examples(train_seqs: Sequence[np.ndarray], max_len: int, n_items: int | None = None) -> Examples:
-    """One row per user (more for long sequences, see the module doc) with a target at every position."""
+def onepass_examples(train_seqs: Sequence[np.ndarray], max_len: int, n_items: int | None = None,
+                     dtype: type = np.int32) -> Examples:
+    """One row per user (more for long sequences, see the module doc) with a target at every position.
+
+    ``dtype`` as for :func:`prefix_examples`.
+    """
     plans = [onepass_windows(len(s), max_len) for s in train_seqs]
     total = sum(len(p) for p in plans)
-    seq = np.zeros((total, max_len), dtype=np.int32)
+    seq = np.zeros((total, max_len), dtype=dtype)
     target = np.zeros((total, max_len), dtype=np.int32)
     user = np.zeros(total, dtype=np.int64)
     length = np.zeros(total, dtype=np.int64)
@@ -135,12 +147,16 @@ def onepass_examples(train_seqs: Sequence[np.ndarray], max_len: int, n_items: in
 
 
 def training_examples(train_seqs: Sequence[np.ndarray], max_len: int, form: str,
-                      n_items: int | None = None) -> Examples:
-    if form == "prefix":
-        return prefix_examples(train_seqs, max_len, n_items)
-    if form == "onepass":
-        return onepass_examples(train_seqs, max_len, n_items)
-    raise ValueError(f"unknown train_form {form!r}: expected 'onepass' or 'prefix'")
+                      n_items: int | None = None, train_times: Sequence[np.ndarray] | None = None) -> Examples:
+    """Rows of the chosen form; with ``train_times``, ``Examples.times`` holds the aligned interaction times."""
+    builders = {"prefix": prefix_examples, "onepass": onepass_examples}
+    if form not in builders:
+        raise ValueError(f"unknown train_form {form!r}: expected 'onepass' or 'prefix'")
+    examples = builders[form](train_seqs, max_len, n_items)
+    if train_times is not None:
+        # the same builder over the times lays them out exactly like the items
+        examples.times = builders[form](train_times, max_len, -1, dtype=np.int64).seq
+    return examples
 
 
 def batch_order(lengths: np.ndarray, batch_size: int, rng: np.random.Generator,
@@ -165,17 +181,19 @@ def batch_order(lengths: np.ndarray, batch_size: int, rng: np.random.Generator,
 
 
 def make_batch(seq: np.ndarray, target: np.ndarray | None = None, user: np.ndarray | None = None,
-               lengths: np.ndarray | None = None) -> Batch:
+               lengths: np.ndarray | None = None, times: np.ndarray | None = None) -> Batch:
     """A :class:`Batch` of left-padded rows, trimmed to the longest row (at least one column)."""
     width = int(lengths.max()) if lengths is not None and len(lengths) else int((seq != 0).sum(1).max(initial=0))
     width = max(width, 1)
     seq_t = torch.from_numpy(np.ascontiguousarray(seq[:, -width:])).long()
     tgt_t = None if target is None else torch.from_numpy(np.ascontiguousarray(target[:, -width:])).long()
     user_t = None if user is None else torch.from_numpy(np.asarray(user)).long()
-    return Batch(seq=seq_t, target=tgt_t, user=user_t)
+    times_t = None if times is None else torch.from_numpy(np.ascontiguousarray(times[:, -width:])).long()
+    return Batch(seq=seq_t, target=tgt_t, user=user_t, timestamps=times_t)
 
 
 def iterate_batches(examples: Examples, batch_size: int, rng: np.random.Generator,
                     buckets: bool = True) -> Iterator[Batch]:
     for idx in batch_order(examples.length, batch_size, rng, buckets):
-        yield make_batch(examples.seq[idx], examples.target[idx], examples.user[idx], examples.length[idx])
+        times = None if examples.times is None else examples.times[idx]
+        yield make_batch(examples.seq[idx], examples.target[idx], examples.user[idx], examples.length[idx], times)
