@@ -237,14 +237,46 @@ def train_inputs(wildcards):
                       else "modal_graphs" if role.startswith("graph_") else "centres")
             if wanted in requires:
                 inputs[role] = path
+    if wildcards.model == "iisan":
+        inputs["iisan_hidden"] = iisan_cache_file(ds)
     return inputs
+
+
+def iisan_cache_file(dataset):
+    """IISAN's cache of the frozen encoders' hidden states (rule iisan_cache)."""
+    return f"{train_features_dir(dataset)}/iisan_hidden.npz"
+
+
+def iisan_cache_inputs(wildcards):
+    """The item table, plus the image features job, which fills the image cache the encoder reads."""
+    ds = wildcards.dataset
+    inputs = {"item_table": f"{data_dir(ds)}/items.parquet"}
+    if "image" in modalities(ds):
+        inputs["image_features"] = f"{train_features_dir(ds)}/image.npy"
+    return inputs
+
+
+def iisan_images_dir(wildcards):
+    return f"{RESOURCES}/images/{wildcards.dataset}"
+
+
+def iisan_downloads_dir(wildcards):
+    return download_dir(wildcards.dataset)
+
+
+def iisan_pretrained_arg(wildcards):
+    tag = dataset_model(config, wildcards.dataset, "iisan").get("image_pretrained")
+    return f"--image-pretrained {tag}" if tag else ""
 
 
 def train_params(wildcards):
     """The resolved run settings as JSON: engine config with the variant's overrides, model hyper-parameters."""
     ds = wildcards.dataset
     training = {**dataset_training(config, ds), **_variant(wildcards).training_overrides()}
-    params = {"dataset": ds, "training": training, "model": dataset_model(config, ds, wildcards.model),
+    model = dataset_model(config, ds, wildcards.model)
+    if wildcards.model == "iisan":
+        model["hidden_states"] = iisan_cache_file(ds)
+    params = {"dataset": ds, "training": training, "model": model,
               "modalities": modalities(ds), "centres_seed": SEED}
     if _requires(wildcards) & GRAPH_ROLES:
         params["graphs"] = graph_settings(ds)  # the run applies the variant's graph overrides itself

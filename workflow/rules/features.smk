@@ -81,3 +81,29 @@ rule feature_noise:
     shell:
         "sgp4sr --log {log} features noise --features {input:q} --modality {wildcards.modality}"
         " --ratio {wildcards.ratio} --seed {params.seed} --out {output:q}"
+
+
+rule iisan_cache:
+    input:
+        unpack(iisan_cache_inputs),
+    output:
+        "results/{dataset}/features/iisan_hidden.npz",
+    log:
+        "logs/features/{dataset}.iisan_cache.log",
+    benchmark:
+        "benchmarks/snakemake/features/{dataset}.iisan_cache.tsv"
+    params:
+        images=iisan_images_dir,
+        downloads=iisan_downloads_dir,
+        pretrained=iisan_pretrained_arg,
+        seed=SEED,
+    threads: 4
+    resources:
+        mem_mb=8000,
+        runtime=240,
+    conda:
+        "../envs/sgp4sr.yaml"
+    shell:
+        "python -m sgp4sr.models.iisan --items {input.item_table:q} --images {params.images:q}"
+        " --downloads {params.downloads:q} --out {output:q} --seed {params.seed} {params.pretrained}"
+        " --log {log:q}"
