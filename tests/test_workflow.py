@@ -69,3 +69,10 @@ def test_invalid_config_fails_before_planning(workdir, tmp_path):
     result = snakemake(workdir, "-n", "--cores", "1", "all", "--configfile", str(bad))
     assert result.returncode != 0
     assert "dataset 'nope' is not defined" in result.stdout + result.stderr
+
+
+def test_iisan_run_plans_its_hidden_state_cache(workdir):
+    result = snakemake(workdir, "-n", "--cores", "1", "results/demo/runs/iisan/default/seed1/metrics.json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "iisan_cache" in result.stdout
+    assert "results/demo/features/iisan_hidden.npz" in result.stdout
