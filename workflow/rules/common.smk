@@ -4,10 +4,10 @@
 import json
 from pathlib import Path
 
-from sgp4sr.models.registry import model_requires
-from sgp4sr.variants import format_number, parse_variant
 from sgp4sr.config import ConfigError, dataset_model, dataset_training, validate_config
+from sgp4sr.models.registry import model_requires
 from sgp4sr.report.plan import report_targets
+from sgp4sr.variants import format_number, parse_variant
 
 try:
     validate_config(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
@@ -53,7 +53,8 @@ def as_json(obj):
 
 
 def all_targets():
-    """Everything `all` builds for the selected datasets (grows with the stages)."""
+    """Everything `all` builds: each selected dataset's stats and the report's tables and figures
+    (which pull in features, graphs and runs)."""
     targets = []
     for ds in DATASETS:
         targets.append(f"{data_dir(ds)}/stats.json")
