@@ -68,18 +68,16 @@ def left_pad(seqs: Sequence[np.ndarray], max_len: int, dtype: type = np.int32) -
 
 
 def _check_items(seq: np.ndarray, user: int, n_items: int | None) -> None:
-    if n_items == -1:  # laying out per-item values (times), not items
-        return
     if len(seq) and (seq.min() < 1 or (n_items is not None and seq.max() >= n_items)):
         raise ValueError(f"user {user}: item index out of range 1..{(n_items or 0) - 1} in training sequence")
 
 
 def prefix_examples(train_seqs: Sequence[np.ndarray], max_len: int, n_items: int | None = None,
-                    dtype: type = np.int32) -> Examples:
+                    dtype: type = np.int32, check: bool = True) -> Examples:
     """Every training prefix (length >= 1) and its next item; the target sits at the last position.
 
-    ``dtype`` int64 with ``n_items=None`` lays out any per-item values (interaction
-    times) exactly like the items: ``.seq`` is then the aligned value matrix.
+    With ``dtype`` int64 and ``check=False`` the same layout applies to any
+    per-item values (interaction times): ``.seq`` is then the aligned value matrix.
     """
     total = sum(max(len(s) - 1, 0) for s in train_seqs)
     seq = np.zeros((total, max_len), dtype=dtype)
@@ -89,7 +87,8 @@ def prefix_examples(train_seqs: Sequence[np.ndarray], max_len: int, n_items: int
     row = 0
     for u, s in enumerate(train_seqs):
         s = np.asarray(s, dtype=np.int64)
-        _check_items(s, u, n_items)
+        if check:
+            _check_items(s, u, n_items)
         for j in range(1, len(s)):
             ctx = s[max(0, j - max_len):j]
             seq[row, max_len - len(ctx):] = ctx
@@ -118,10 +117,10 @@ def onepass_windows(n: int, max_len: int) -> list[tuple[int, int, int]]:
 
 
 def onepass_examples(train_seqs: Sequence[np.ndarray], max_len: int, n_items: int | None = None,
-                     dtype: type = np.int32) -> Examples:
+                     dtype: type = np.int32, check: bool = True) -> Examples:
     """One row per user (more for long sequences, see the module doc) with a target at every position.
 
-    ``dtype`` as for :func:`prefix_examples`.
+    ``dtype`` and ``check`` as for :func:`prefix_examples`.
     """
     plans = [onepass_windows(len(s), max_len) for s in train_seqs]
     total = sum(len(p) for p in plans)
@@ -132,7 +131,8 @@ def onepass_examples(train_seqs: Sequence[np.ndarray], max_len: int, n_items: in
     row = 0
     for u, (s, plan) in enumerate(zip(train_seqs, plans)):
         s = np.asarray(s, dtype=np.int64)
-        _check_items(s, u, n_items)
+        if check:
+            _check_items(s, u, n_items)
         for start, end, first in plan:
             width = end - start
             pad = max_len - width
@@ -155,7 +155,7 @@ def training_examples(train_seqs: Sequence[np.ndarray], max_len: int, form: str,
     examples = builders[form](train_seqs, max_len, n_items)
     if train_times is not None:
         # the same builder over the times lays them out exactly like the items
-        examples.times = builders[form](train_times, max_len, -1, dtype=np.int64).seq
+        examples.times = builders[form](train_times, max_len, dtype=np.int64, check=False).seq
     return examples
 
 
