@@ -6,11 +6,12 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from engine_fixtures import write_planted_split
 from sgp4sr.data.load import load_split
-from sgp4sr.engine.context import context_files, graph_suffix, load_context
+from sgp4sr.engine.context import category_labels, context_files, graph_suffix, load_context
 from sgp4sr.engine.run import RunSpec, run_training
 from sgp4sr.graphs import build_centres, build_cooccurrence, build_modal_graph, save_centres, save_sparse
 from sgp4sr.graphs.neighbours import load_features
@@ -70,6 +71,41 @@ def test_missing_and_mismatched_files_are_named(prepared, tmp_path):
     save_npy(tmp_path / "image.npy", np.zeros((split.n_items + 3, 4), dtype=np.float32))
     with pytest.raises(ValueError, match=r"image.npy: feature matrix has .* rows"):
         load_context(context_files(("features",), ["image"], tmp_path, None), split.n_items, 8)
+
+
+def test_category_labels_are_the_most_specific_level_of_the_first_path():
+    codes, names = category_labels(["Demo > A > X", "Demo > B > X", "Demo > A > X; Other > Y",
+                                    "Demo", "", " Demo >  B > Z ", "Demo > A"])
+    assert names == ["Demo > A", "Demo > A > X", "Demo > B > X", "Demo > B > Z"]
+    # equal leaf names under different parents stay apart; only the first path counts; root-only -> -1
+    assert codes.tolist() == [1, 2, 1, -1, -1, 3, 0] and codes.dtype == np.int64
+
+
+def test_item_categories_come_from_items_parquet_when_required(tmp_path):
+    n_items = 7  # padding + 6 items; item 6 is missing from the table
+    pd.DataFrame({"item_idx": np.arange(1, 6, dtype=np.int32), "item": list("abcde"),
+                  "categories": ["Demo > A > X", "Demo > B > X; Demo > A > X", "Demo", "",
+                                 "Demo > A > X"]}).to_parquet(tmp_path / "items.parquet")
+    files = context_files(("categories",), [], None, None, data_dir=tmp_path)
+    ctx = load_context(files, n_items, 8)
+    assert ctx.item_categories.dtype == np.int64
+    assert ctx.item_categories.tolist() == [-1, 0, 1, -1, -1, 0, -1]
+    # models that do not ask for categories do not read them
+    assert load_context(context_files(("features",), [], tmp_path, None, data_dir=tmp_path), n_items,
+                        8).item_categories is None
+    with pytest.raises(ValueError, match=r"items.parquet: item_idx spans 1..5 but the split has items 1..3"):
+        load_context(files, 4, 8)
+
+
+@pytest.mark.parametrize("table", [None, ["", "Demo", "Demo"]])
+def test_no_item_categories_without_category_metadata(tmp_path, table):
+    """A bare benchmark folder (no items.parquet) or an import without metadata: the field is None."""
+    if table is not None:
+        pd.DataFrame({"item_idx": np.arange(1, 4, dtype=np.int32), "item": list("abc"),
+                      "categories": table}).to_parquet(tmp_path / "items.parquet")
+    files = context_files(("features", "categories"), [], tmp_path, None, data_dir=tmp_path)
+    assert files.all() == []  # optional input: never reported missing
+    assert load_context(files, 4, 8).item_categories is None
 
 
 @pytest.mark.parametrize("variant", ["default", "wo_mul+fset~image@noise0.5"])

@@ -1,14 +1,20 @@
-"""HM4SR: shapes, padding, determinism, MoE gates, time-interval buckets, a short training."""
+"""HM4SR: shapes, padding, determinism, MoE gates, time-interval buckets, category prediction, a short training."""
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import math
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from mm_fixtures import (check_determinism, check_padding_invariance, check_scores, one_pass, planted,
-                         popularity_recall, train_briefly)
+                         popularity_recall, train_briefly, write_benchmark_split)
+from sgp4sr.data.load import load_split
+from sgp4sr.engine.run import RunSpec, prepare
 from sgp4sr.models import get_model_class
 from sgp4sr.models.base import Batch, ModelContext
 from sgp4sr.models.mm_blocks import expand_prefixes
@@ -19,6 +25,12 @@ HM4SR = get_model_class("hm4sr")
 @pytest.fixture(scope="module")
 def data():
     return planted(seed=4)
+
+
+@pytest.fixture(scope="module")
+def labelled(data):
+    """The planted shop with its clusters as item categories (padding -1)."""
+    return dataclasses.replace(data, ctx=dataclasses.replace(data.ctx, item_categories=data.labels))
 
 
 def build(data, **kw):
@@ -37,6 +49,10 @@ def test_padding_invariance(data):
 
 def test_determinism(data):
     check_determinism(lambda: build(data), data)
+
+
+def test_determinism_with_category_labels(labelled):
+    check_determinism(lambda: build(labelled), labelled)
 
 
 def test_missing_modality_is_named(data):
@@ -115,6 +131,67 @@ def test_auxiliary_losses_add_to_the_main_loss(data):
         plain.load_state_dict(model.state_dict())
         plain.eval()
         assert model.calculate_loss(batch) > plain.calculate_loss(batch)
+
+
+def test_category_loss_adds_to_the_loss_and_trains_the_head(labelled):
+    torch.manual_seed(0)
+    model = build(labelled, pcl_weight=0.0).eval()  # no random augmentation: losses comparable
+    head = model.category_head
+    assert head.out_features == 4 and model.item_category.tolist() == labelled.labels.tolist()
+    batch = one_pass(labelled, torch.arange(8))
+    loss = model.calculate_loss(batch)
+    loss.backward()
+    assert head.weight.grad is not None and head.weight.grad.abs().sum() > 0
+    assert model.item_embedding.weight.grad[batch.seq[batch.seq != 0].unique()].abs().sum() > 0
+    plain = build(labelled, pcl_weight=0.0, cp_weight=0.0).eval()
+    assert plain.category_head is None
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("category_head.")})
+    with torch.no_grad():
+        cp = model.category_loss(batch.seq)
+        torch.testing.assert_close(loss.detach() - plain.calculate_loss(batch), cp)
+        # BCE-with-logits over one-hot targets of the real input items (padding has label -1)
+        items = batch.seq[batch.seq != 0]
+        reps = torch.cat([model.item_embedding(items)] + [model.projections[m](getattr(model, f"feat_{m}")[items])
+                                                           for m in model.modalities], dim=-1)
+        target = torch.nn.functional.one_hot(torch.from_numpy(labelled.labels)[items], 4).float()
+        torch.testing.assert_close(cp, torch.nn.functional.binary_cross_entropy_with_logits(head(reps), target))
+
+
+def test_without_category_labels_cp_is_off_and_warned(data, labelled, caplog):
+    with caplog.at_level(logging.WARNING, logger="sgp4sr.models.hm4sr"):
+        torch.manual_seed(3)
+        off = build(data)
+    assert off.category_head is None and "item_category" not in dict(off.named_buffers())
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "category-prediction loss" in warnings[0] and "off" in warnings[0]
+    torch.manual_seed(3)
+    on = build(labelled)
+    shared = on.state_dict()
+    for name, value in off.state_dict().items():  # the head is drawn last: every other weight matches
+        torch.testing.assert_close(value, shared[name])
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="sgp4sr.models.hm4sr"):
+        off.calculate_loss(one_pass(data, torch.arange(4)))
+    assert not caplog.records  # warned once, at build time, not per batch
+
+
+def test_the_engine_gives_hm4sr_the_split_categories(data, tmp_path):
+    """prepare() reads items.parquet of the split folder; without it the model runs without CP."""
+    split_dir = tmp_path / "split"
+    write_benchmark_split(data, split_dir)
+    split = load_split(split_dir)
+    rows = np.array([int(t) if t else 0 for t in split.item_tokens])
+    for name, matrix in data.ctx.features.items():
+        np.save(tmp_path / f"{name}.npy", matrix[rows])
+    spec = RunSpec(data=split_dir, out=tmp_path / "run", model="hm4sr", training={"max_len": 8},
+                   model_params={"hidden_size": 8, "layers": 1, "inner_size": 8}, features=tmp_path,
+                   modalities=["image", "text"])
+    assert prepare(spec).model.category_head is None  # bare benchmark folder: no items.parquet
+    paths = [f"Shop > Cluster{c} > Leaf" for c in data.labels[rows[1:]]]
+    pd.DataFrame({"item_idx": np.arange(1, split.n_items, dtype=np.int32), "item": split.item_tokens[1:],
+                  "categories": paths}).to_parquet(split_dir / "items.parquet")
+    model = prepare(spec).model
+    assert model.item_category.tolist() == data.labels[rows].tolist()
 
 
 @pytest.mark.slow

@@ -1,7 +1,9 @@
 """Build a model's :class:`ModelContext` from the files of the earlier stages.
 
 Only what the model's ``requires`` names is read, so an ID-only model trains on
-a bare benchmark folder with no features or graphs at all. The file names are
+a bare benchmark folder with no features or graphs at all. Item category labels
+(the ``categories`` role) are optional: a bare benchmark folder has no
+``items.parquet``, and then the context carries none. The file names are
 the contract of docs/architecture.md; :func:`context_files` is the single place
 that spells them, and the Snakemake rule asks it (through
 :mod:`sgp4sr.models.registry` metadata) which inputs a run needs.
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 from sgp4sr.models.base import ModelContext
@@ -24,6 +27,8 @@ log = logging.getLogger(__name__)
 
 #: the virtual modality the graph stage builds for the ``wo_mul`` ablation
 FUSED = "fused"
+#: the split's item table (docs/architecture.md), read for the ``categories`` role
+ITEMS_FILE = "items.parquet"
 
 
 @dataclass
@@ -36,6 +41,8 @@ class ContextFiles:
     centres: dict[str, Path] = field(default_factory=dict)
     #: ``wo_mul``: the feature files concatenated (rows normalised) into the ``fused`` modality
     fused_features: list[Path] = field(default_factory=list)
+    #: ``categories``: the split's items.parquet; optional (absent in bare benchmark folders), so not in :meth:`all`
+    items: Path | None = None
 
     def all(self) -> list[Path]:
         paths = list(self.features.values()) + list(self.modal_graphs.values()) + list(self.centres.values())
@@ -57,10 +64,16 @@ def graph_suffix(settings: Mapping[str, Any]) -> str:
 
 def context_files(requires: Iterable[str], modalities: Sequence[str], features_dir: str | Path | None,
                   graphs_dir: str | Path | None, fset: str = "clean", graph_settings: Mapping[str, Any] | None = None,
-                  centres_seed: int = 2026, ablations: Sequence[str] = ()) -> ContextFiles:
-    """Which files a model with ``requires`` reads (``wo_mul`` swaps the modal graphs for the ``fused`` one)."""
+                  centres_seed: int = 2026, ablations: Sequence[str] = (),
+                  data_dir: str | Path | None = None) -> ContextFiles:
+    """Which files a model with ``requires`` reads (``wo_mul`` swaps the modal graphs for the ``fused`` one).
+
+    ``data_dir`` is the split folder; only the ``categories`` role reads it (its ``items.parquet``).
+    """
     requires = set(requires)
     files = ContextFiles()
+    if "categories" in requires and data_dir is not None:
+        files.items = Path(data_dir) / ITEMS_FILE
     graph_modalities = [FUSED] if "wo_mul" in ablations else list(modalities)
     if "features" in requires:
         if features_dir is None:
@@ -103,6 +116,49 @@ def _check_rows(name: str, path: Path, n_rows: int, n_items: int) -> None:
                          "was it built from another split?")
 
 
+def category_labels(categories: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    """Dense label of each category string and the sorted label names; -1 where there is none.
+
+    The label is the most specific level of the item's first path (HM4SR's code also reads only
+    the first path), named by the whole path so equal leaf names under different parents stay
+    apart. A path with only its root (one level) gets -1: on an Amazon category dataset the root
+    is the same for every item and says nothing.
+    """
+    paths = []
+    for text in categories:
+        first = str(text or "").split("; ", 1)[0]
+        levels = [level.strip() for level in first.split(" > ") if level.strip()]
+        paths.append(" > ".join(levels) if len(levels) > 1 else "")
+    names = sorted({p for p in paths if p})
+    ids = {name: i for i, name in enumerate(names)}
+    return np.array([ids.get(p, -1) for p in paths], dtype=np.int64), names
+
+
+def load_item_categories(path: Path, n_items: int) -> np.ndarray | None:
+    """(n_items,) int64 category labels from a split's items.parquet (-1: padding or unknown).
+
+    None when the file is absent (bare benchmark folder) or names no category below a root
+    (benchmark imports without metadata), so a model can tell "no labels" from "label -1".
+    """
+    if not Path(path).exists():
+        log.info("context: no %s, so no item categories", path)
+        return None
+    table = pd.read_parquet(path, columns=["item_idx", "categories"])
+    idx = table["item_idx"].to_numpy(dtype=np.int64)
+    if len(idx) and (idx.min() < 1 or idx.max() >= n_items):
+        raise ValueError(f"{path}: item_idx spans {idx.min()}..{idx.max()} but the split has items "
+                         f"1..{n_items - 1}; was it written for another split?")
+    codes, names = category_labels(table["categories"].tolist())
+    if not names:
+        log.info("context: %s names no category below a root, so no item categories", path)
+        return None
+    labels = np.full(n_items, -1, dtype=np.int64)
+    labels[idx] = codes
+    log.info("context: %d item categories, %d of %d items labelled", len(names), int((labels >= 0).sum()),
+             n_items - 1)
+    return labels
+
+
 def load_context(files: ContextFiles, n_items: int, max_len: int, extra: Mapping[str, Any] | None = None) -> ModelContext:
     """Read the files into a :class:`ModelContext`, checking every shape against the split."""
     missing = [str(p) for p in files.all() if not Path(p).exists()]
@@ -129,6 +185,8 @@ def load_context(files: ContextFiles, n_items: int, max_len: int, extra: Mapping
         ctx.centres[m] = _load_centres(path)
         if ctx.centres[m].shape[1] != n_items:
             raise ValueError(f"{path}: membership has {ctx.centres[m].shape[1]} columns, expected {n_items}")
+    if files.items is not None:
+        ctx.item_categories = load_item_categories(files.items, n_items)
     log.info("context: features %s, cooccurrence %s, modal graphs %s, centres %s", sorted(ctx.features),
              ctx.cooccurrence is not None, sorted(ctx.modal_graphs), sorted(ctx.centres))
     return ctx

@@ -138,7 +138,7 @@ def prepare(spec: RunSpec) -> Prepared:
     modalities = spec.modalities if spec.modalities is not None else discover_modalities(spec.features)
     graph_settings = variant.graph_settings(spec.graph_settings) if spec.graph_settings is not None else None
     files = context_files(cls.requires, modalities, spec.features, spec.graphs, variant.fset, graph_settings,
-                          spec.centres_seed, variant.ablations)
+                          spec.centres_seed, variant.ablations, data_dir=spec.data)
     ctx = load_context(files, split.n_items, cfg.max_len, extra={"dataset": spec.dataset or Path(spec.data).name,
                                                                   "seed": spec.seed})
     seed_everything(spec.seed)

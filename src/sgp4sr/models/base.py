@@ -39,6 +39,8 @@ class ModelContext:
     ``features`` maps modality name -> float32 array (n_items, d_m), row 0 zeros.
     ``graphs`` holds scipy CSR matrices: ``cooccurrence`` and ``modal/<modality>``;
     ``centres`` maps modality -> CSR membership (k, n_items).
+    ``item_categories`` (n_items,) int64 dense category labels, -1 for padding and
+    unknown; None when the split has no category metadata (bare benchmark folders).
     Models declare what they need in ``requires``; the engine checks it and
     raises a clear error naming what is missing.
     """
@@ -49,6 +51,7 @@ class ModelContext:
     cooccurrence: sp.csr_matrix | None = None
     modal_graphs: dict[str, sp.csr_matrix] = field(default_factory=dict)
     centres: dict[str, sp.csr_matrix] = field(default_factory=dict)
+    item_categories: np.ndarray | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -57,7 +60,8 @@ class SequentialRecommender(nn.Module):
 
     #: registry name, set by :func:`sgp4sr.models.registry.register`
     name: ClassVar[str] = ""
-    #: what the model reads from the context: any of "features", "cooccurrence", "modal_graphs", "centres"
+    #: what the model reads from the context: any of "features", "cooccurrence", "modal_graphs", "centres",
+    #: "categories"
     requires: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, ctx: ModelContext) -> None:

@@ -7,7 +7,8 @@ inform each other). Level 2, the temporal MoE: a gate on the time embedding
 (log-scaled interval buckets + a sinusoidal absolute-time code) mixes
 element-wise expert scalings of the concatenated streams. Each stream then has
 its own causal Transformer; the next item is scored by the sum of the three
-streams' dot products. Auxiliary objectives: in-batch sequence-item
+streams' dot products. Auxiliary objectives: category prediction (CP) from
+each input item's ID/text/image representations, in-batch sequence-item
 contrastive learning on the ID stream (IDCL) and placeholder contrastive
 learning (PCL), where a fraction of the text/image positions is replaced by a
 placeholder computed from their time embedding.
@@ -15,6 +16,7 @@ placeholder computed from their time embedding.
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Sequence
 
@@ -27,6 +29,8 @@ from sgp4sr.models.layers import causal_padding_mask
 from sgp4sr.models.mm_blocks import (EvalTableCache, PostLNEncoder, frozen_table, recbole_init, require_features,
                                      start_positions)
 from sgp4sr.models.registry import register
+
+log = logging.getLogger(__name__)
 
 DAY = 86_400.0
 
@@ -105,13 +109,26 @@ class HM4SR(EvalTableCache, SequentialRecommender):
     ``[interval embedding, cos(absolute_w(a) * inv_freq)]``,
     ``interval_scale`` 100) replacing the streams; per-stream LayerNorm,
     dropout and causal post-LN Transformer (2 layers, 2 heads, inner 256,
-    dropout 0.5); score ``h_id E^T + sum_m h_m P_m(F_m)^T``; losses CE + IDCL
-    (temperature 0.2) + PCL (beta 0.3, temperature 1, weight 1).
+    dropout 0.5); score ``h_id E^T + sum_m h_m P_m(F_m)^T``; losses CE + CP
+    (weight 1) + IDCL (temperature 0.2) + PCL (beta 0.3, temperature 1,
+    weight 1). CP: a linear head (PyTorch's default init, as the original
+    creates it after the RecBole init) reads the concatenated ID embedding and
+    projected text/image features of every real input item (no positions, no
+    MoE) and predicts its categories with BCE-with-logits averaged over items
+    and categories.
 
     Deviations (original -> here, why):
 
-    * Category prediction (CP), a third auxiliary loss on item categories, is
-      left out: the model context carries no category labels.
+    * CP labels: the original's target is a multi-hot vector of every level of
+      the item's first category path; here it is one-hot over the most specific
+      level of that path (``ModelContext.item_categories``, one label per item,
+      named by the whole path so the leaf implies its ancestors; the root,
+      shared by every item of an Amazon category dataset, carries no signal).
+      Same head input, criterion and weight.
+    * Without category labels (bare benchmark folders have no items.parquet;
+      imports without metadata name no category) CP is switched off with one
+      warning when the model is built, and the model is exactly the CP-free
+      one (no head, same initial weights).
     * Time units: intervals in seconds (bucket count from ``max_interval_days``,
       20 years by default); the absolute code reads days since the oldest item
       of the window (the original reads min-max scaled days of the dataset,
@@ -126,7 +143,7 @@ class HM4SR(EvalTableCache, SequentialRecommender):
       as a sample (in-batch negatives across them, equal targets masked).
     """
 
-    requires = ("features",)
+    requires = ("features", "categories")
 
     def __init__(self, ctx: ModelContext, hidden_size: int = 64, layers: int = 2, heads: int = 2,
                  inner_size: int = 256, dropout: float = 0.5, attn_dropout: float = 0.5,
@@ -134,8 +151,8 @@ class HM4SR(EvalTableCache, SequentialRecommender):
                  temporal_experts: int = 4, moe_init_weight: Sequence[float] | None = None,
                  interval_scale: float = 100.0, max_interval_days: float = 7305.0,
                  temperature: float = 0.2, beta: float = 0.3, pcl_temperature: float = 1.0,
-                 pcl_weight: float = 1.0, idcl_weight: float = 1.0, layer_norm_eps: float = 1e-12,
-                 init_std: float = 0.02) -> None:
+                 pcl_weight: float = 1.0, idcl_weight: float = 1.0, cp_weight: float = 1.0,
+                 layer_norm_eps: float = 1e-12, init_std: float = 0.02) -> None:
         super().__init__(ctx)
         feats = require_features(ctx, "hm4sr", modalities)
         self.modalities = list(modalities)
@@ -162,6 +179,23 @@ class HM4SR(EvalTableCache, SequentialRecommender):
         self.pcl_temperature, self.pcl_weight, self.idcl_weight = pcl_temperature, pcl_weight, idcl_weight
         recbole_init(self, init_std)
         self.temporal.reset_experts()
+        self.cp_weight = cp_weight
+        self.category_head = self._category_head(ctx, streams * hidden_size) if cp_weight else None
+
+    def _category_head(self, ctx: ModelContext, width: int) -> nn.Linear | None:
+        """The CP head and its label buffer, or None (with one warning) when the context has no labels.
+
+        Built after the RecBole init so the other weights match the CP-free model's draw for draw.
+        """
+        labels = ctx.item_categories
+        if labels is None or not (labels >= 0).any():
+            log.warning("hm4sr: the context has no item category labels (bare benchmark folder, or no "
+                        "category metadata), so the category-prediction loss (cp_weight=%g) is off", self.cp_weight)
+            return None
+        if labels.shape != (ctx.n_items,):
+            raise ValueError(f"hm4sr: item_categories has shape {labels.shape}, expected ({ctx.n_items},)")
+        self.register_buffer("item_category", torch.as_tensor(labels, dtype=torch.long), persistent=False)
+        return nn.Linear(width, int(labels.max()) + 1)
 
     # inputs --------------------------------------------------------------------------------------
     def times(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -210,6 +244,18 @@ class HM4SR(EvalTableCache, SequentialRecommender):
         same = (target[:, None] == target[None, :]) & ~torch.eye(len(target), dtype=torch.bool, device=a.device)
         return F.cross_entropy(logits.masked_fill(same, float("-inf")), torch.arange(len(a), device=a.device))
 
+    def category_loss(self, seq: torch.Tensor) -> torch.Tensor:
+        """CP: BCE of the head on every real, labelled input item's ID + projected features."""
+        labels = self.item_category[seq]
+        known = (seq != 0) & (labels >= 0)
+        items, labels = seq[known], labels[known]
+        if not len(items):
+            return self.category_head.weight.sum() * 0.0
+        reps = [self.item_embedding(items)] + [self.projections[m](getattr(self, f"feat_{m}")[items])
+                                               for m in self.modalities]
+        logits = self.category_head(torch.cat(reps, dim=-1))
+        return F.binary_cross_entropy_with_logits(logits, F.one_hot(labels, logits.shape[-1]).to(logits.dtype))
+
     def placeholder_mask(self, seq: torch.Tensor) -> torch.Tensor:
         """floor(beta * length) random real positions of each row."""
         real = seq != 0
@@ -225,6 +271,8 @@ class HM4SR(EvalTableCache, SequentialRecommender):
         target = batch.target[keep]
         picked = [h[keep] for h in states]
         loss = masked_cross_entropy(self.scores(picked), target)
+        if self.category_head is not None:
+            loss = loss + self.cp_weight * self.category_loss(seq)
         if self.idcl_weight:
             loss = loss + self.idcl_weight * self._info_nce(picked[0], self.item_embedding(target), target,
                                                             self.temperature)

@@ -36,7 +36,7 @@ REQUIRES: dict[str, tuple[str, ...]] = {
     "unisrec": ("features",),
     "mmmlp": ("features",),
     "missrec": ("features",),
-    "hm4sr": ("features",),
+    "hm4sr": ("features", "categories"),  # categories optional: absent in bare benchmark folders
     "iisan": (),  # reads its own cache of hidden states (see models/iisan.py)
 }
 
