@@ -140,3 +140,25 @@ def test_chunked_prefix_loss_keeps_the_regulariser_and_interests(data):
     b.backward()
     torch.testing.assert_close(whole.adaptors["text"].weight.grad, chunked.adaptors["text"].weight.grad,
                                rtol=1e-4, atol=1e-6)
+
+
+def test_pretrain_loss_rediscovers_interests_each_epoch_and_trains_every_part(data):
+    torch.manual_seed(0)
+    model = build(data, transductive=False)
+    assert model.item_embedding is None
+    seq = data.seqs[:8, :-1]
+    target = torch.zeros_like(seq)
+    target[:, -1] = data.seqs[:8, -1]
+    augmented = torch.cat([torch.zeros_like(seq[:, :1]), seq[:, :-1]], dim=1)
+    model.train()
+    loss = model.pretrain_loss(Batch(seq, target), Batch(augmented), 1e-3)
+    assert torch.isfinite(loss) and int(model.discoveries) == 1
+    loss.backward()
+    for name in ("adaptors.text.weight", "adaptors.image.weight", "fusion_factor",
+                 "transformer.decoder.layers.0.linear1.weight", "transformer.encoder.layers.0.linear1.weight"):
+        assert model.get_parameter(name).grad.abs().sum() > 0, name
+    model.pretrain_loss(Batch(seq, target), Batch(augmented), 1e-3)
+    assert int(model.discoveries) == 1  # once per epoch: no validation in pre-training, so ...
+    model.start_epoch()  # ... the loop marks each new epoch
+    model.pretrain_loss(Batch(seq, target), Batch(augmented), 1e-3)
+    assert int(model.discoveries) == 2

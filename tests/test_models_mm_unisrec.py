@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from mm_fixtures import (check_determinism, check_padding_invariance, check_scores, one_pass, planted,
                          popularity_recall, train_briefly)
 from sgp4sr.models import get_model_class
-from sgp4sr.models.base import ModelContext
+from sgp4sr.models.base import Batch, ModelContext
 from sgp4sr.models.mm_blocks import expand_prefixes
 
 UniSRec = get_model_class("unisrec")
@@ -108,3 +109,28 @@ def test_short_training_beats_popularity():
     recall = train_briefly(model, small, epochs=6, lr=5e-3, batch_size=160)
     pop = popularity_recall(small)
     assert recall > pop + 0.3, (recall, pop)
+
+
+def test_pretrain_loss_is_the_originals_contrastive_pair(data):
+    """Seq-item + lambda * seq-seq InfoNCE; other rows with the same next item get logit 0, not removed."""
+    torch.manual_seed(0)
+    model = build(data, transductive=False).eval()
+    seq = data.seqs[:6, :-1]
+    target = torch.zeros_like(seq)
+    target[:, -1] = data.seqs[:6, -1]
+    target[1, -1] = target[0, -1]  # rows 0 and 1 share their next item
+    augmented = torch.cat([torch.zeros_like(seq[:, :1]), seq[:, :-1]], dim=1)  # each row minus its newest item
+    with torch.no_grad():
+        loss = model.pretrain_loss(Batch(seq, target), Batch(augmented), 0.5)
+        state = F.normalize(model.encode(seq)[:, -1], dim=-1)
+        aug = F.normalize(model.encode(augmented)[:, -1], dim=-1)
+        items = F.normalize(model.adaptor(model.text[target[:, -1]]), dim=-1)
+    labels = torch.arange(6)
+
+    def info_nce(other):
+        logits = state @ other.T / model.temperature
+        logits[0, 1] = logits[1, 0] = 0.0
+        return F.cross_entropy(logits, labels)
+
+    torch.testing.assert_close(loss, info_nce(items) + 0.5 * info_nce(aug))
+    assert model.item_embedding is None and "item_embedding.weight" not in model.state_dict()

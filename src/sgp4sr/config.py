@@ -66,6 +66,7 @@ def validate_config(config: Mapping[str, Any], schema_path: str | Path | None = 
         problems.extend(_describe(leaf) for leaf in leaves)
     if not errors:
         problems.extend(_undefined_names(config))
+        problems.extend(_pretraining_problems(config))
     if problems:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(dict.fromkeys(problems)))
 
@@ -87,6 +88,56 @@ def _undefined_names(config: Mapping[str, Any]) -> list[str]:
             problems.append(
                 f"run.datasets: dataset '{name}' is not defined under 'datasets'{hint}; defined: {', '.join(defined)}"
             )
+    return problems
+
+
+#: models with a cross-domain pre-training stage (sgp4sr.engine.pretrain)
+PRETRAINABLE = ("missrec", "unisrec")
+#: the ``pretraining`` block's defaults (the schema and config/README.md document the same values)
+PRETRAINING_DEFAULTS: dict[str, Any] = {
+    "models": [], "sources": None, "epochs": 10, "batch_size": 1024, "lr": 0.001, "weight_decay": 0.0,
+    "seq_seq_weight": 0.001, "item_drop_ratio": 0.2, "freeze_encoder": True, "device": "auto", "seed": None,
+    "model_overrides": {"missrec": {"interest_ratio": 0.02}},
+}
+
+
+def pretraining_settings(config: Mapping[str, Any]) -> dict:
+    """The ``pretraining`` block over its defaults (``model_overrides`` merge per model)."""
+    return deep_merge(PRETRAINING_DEFAULTS, config.get("pretraining"))
+
+
+def pretraining_sources(config: Mapping[str, Any], target: str) -> list[str]:
+    """Source datasets of ``target``: ``pretraining.sources`` (null = ``run.datasets``) without the target."""
+    pool = pretraining_settings(config)["sources"]
+    pool = config["run"]["datasets"] if pool is None else pool
+    return [name for name in dict.fromkeys(pool) if name != target]
+
+
+def pretrains(config: Mapping[str, Any], model: str, target: str) -> bool:
+    """Whether ``model`` on ``target`` starts from cross-domain pre-trained weights."""
+    return model in pretraining_settings(config)["models"] and bool(pretraining_sources(config, target))
+
+
+def _pretraining_problems(config: Mapping[str, Any]) -> list[str]:
+    """Pre-training needs a source dataset other than each target; sources must be defined."""
+    settings = pretraining_settings(config)
+    if not settings["models"]:
+        return []
+    defined = set(config.get("datasets", {}))
+    problems = [f"pretraining.sources: dataset '{name}' is not defined under 'datasets'; "
+                f"defined: {', '.join(sorted(defined))}" for name in settings["sources"] or [] if name not in defined]
+    targets = list(config["run"]["datasets"])
+    everything = set(targets) | set(settings["sources"] or [])
+    if len(everything) < 2:
+        problems.append(
+            f"pretraining.models is {settings['models']} but only one dataset is configured "
+            f"({', '.join(sorted(everything))}): cross-domain pre-training needs at least two datasets, the "
+            "target and a source; add one to run.datasets or pretraining.sources, or set pretraining.models: []")
+        return problems
+    for target in targets:
+        if not pretraining_sources(config, target):
+            problems.append(f"pretraining.sources: no source dataset left for target '{target}' "
+                            f"(sources {settings['sources']} without the target)")
     return problems
 
 

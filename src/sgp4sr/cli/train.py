@@ -9,6 +9,14 @@ Example::
     sgp4sr train run --data ../shared/data/amazon-baby-paper-split --model sasrec \\
         --params '{"training": {"epochs": 50}, "model": {"hidden_size": 300}}' \\
         --out runs/baby/sasrec --threads 2
+
+``sgp4sr train pretrain`` pre-trains MISSRec or UniSRec on source datasets
+(``--source NAME DATA FEATURES``, repeated); ``train run --init OUT/model.pt``
+then fine-tunes from it::
+
+    sgp4sr train pretrain --model unisrec --source office results/office/data results/office/features \\
+        --source baby results/baby/data results/baby/features --params '{"pretraining": {"epochs": 10}}' \\
+        --out results/pretrain/unisrec/pantry
 """
 
 from __future__ import annotations
@@ -32,6 +40,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _run_arguments(snap)
     snap.add_argument("--json-out", type=Path, help="also write the result here (JSON)")
     snap.set_defaults(func=snapshot_command)
+    pre = sub.add_parser("pretrain", help="cross-domain pre-training (missrec, unisrec) on source datasets",
+                         description="Pre-train on the sources' training prefixes with the model's contrastive "
+                                     "objectives; write OUT/model.pt (no ID-sized weights) and OUT/metrics.json "
+                                     "(loss curve). Resumes from OUT/checkpoint.pt after a kill.")
+    pre.add_argument("--model", required=True, help="missrec or unisrec")
+    pre.add_argument("--source", nargs=3, action="append", required=True, metavar=("NAME", "DATA", "FEATURES"),
+                     help="a source dataset: its name, split folder and features folder (repeat per source)")
+    pre.add_argument("--params", help="JSON string or JSON/YAML file: {model: {...}, pretraining: {epochs, "
+                                      "batch_size, lr, ...}, max_len: N, modalities: [...]}")
+    pre.add_argument("--seed", type=int, default=2026, help="seed of the initialisation, shuffling, dropout, drops")
+    pre.add_argument("--out", required=True, type=Path, help="output folder (model.pt, metrics.json)")
+    pre.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    pre.set_defaults(func=pretrain_command)
 
 
 def _run_arguments(run: argparse.ArgumentParser) -> None:
@@ -45,6 +66,7 @@ def _run_arguments(run: argparse.ArgumentParser) -> None:
                                       "modalities: [...], centres_seed: N, dataset: NAME}")
     run.add_argument("--out", required=True, type=Path, help="run folder (metrics.json, ranks.parquet, model.pt)")
     run.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    run.add_argument("--init", type=Path, help="start from this pre-training checkpoint (train pretrain's model.pt)")
 
 
 def _spec(args: argparse.Namespace):
@@ -52,7 +74,7 @@ def _spec(args: argparse.Namespace):
 
     return spec_from_params(read_params(args.params), data=args.data, out=args.out, model=args.model,
                             variant=args.variant, seed=args.seed, features=args.features, graphs=args.graphs,
-                            threads=args.threads)
+                            threads=args.threads, init=args.init)
 
 
 def snapshot_command(args: argparse.Namespace) -> int:
@@ -71,4 +93,21 @@ def run_command(args: argparse.Namespace) -> int:
 
     metrics = run_training(_spec(args))
     print(json.dumps({"test": metrics["test"], "best_epoch": metrics["best_epoch"]}, sort_keys=True))
+    return 0
+
+
+PRETRAIN_KEYS = ("model", "pretraining", "max_len", "modalities")
+
+
+def pretrain_command(args: argparse.Namespace) -> int:
+    from sgp4sr.engine.pretrain import PretrainSettings, Source, pretrain
+    from sgp4sr.engine.run import read_params
+
+    params = read_params(args.params, PRETRAIN_KEYS)
+    settings = PretrainSettings.from_dict({**(params.get("pretraining") or {}),
+                                           **({"max_len": params["max_len"]} if "max_len" in params else {})})
+    sources = [Source(name, Path(data), Path(features)) for name, data, features in args.source]
+    metrics = pretrain(args.model, sources, args.out, params.get("model"), settings,
+                       params.get("modalities") or ("text", "image"), args.seed, args.threads)
+    print(json.dumps({"loss": [c["loss"] for c in metrics["curve"]]}))
     return 0

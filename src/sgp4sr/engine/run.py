@@ -1,5 +1,9 @@
 """One training run end to end: split + context -> model -> fit -> test -> run folder.
 
+With ``init`` (``--init``), the model starts from a cross-domain pre-training
+checkpoint (:func:`sgp4sr.engine.pretrain.load_pretrained`) instead of its
+fresh initialisation, except for the ID-sized parameters.
+
 The run folder receives ``checkpoint.pt`` after every epoch while the run is in
 progress; ``model.pt``, ``ranks.parquet`` and finally ``metrics.json`` appear
 only when it finishes (metrics.json last: its presence means the run is
@@ -14,7 +18,7 @@ import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -24,6 +28,7 @@ import yaml
 from sgp4sr.engine.checkpoint import fingerprint, load_checkpoint
 from sgp4sr.engine.context import context_files, discover_modalities, load_context
 from sgp4sr.engine.evaluate import eval_inputs, metrics_from_ranks, rank_users
+from sgp4sr.engine.pretrain import load_pretrained
 from sgp4sr.engine.sequences import training_examples
 from sgp4sr.engine.settings import TrainConfig
 from sgp4sr.engine.trainer import fit, peak_rss_mb
@@ -33,7 +38,7 @@ from sgp4sr.variants import parse_variant
 
 log = logging.getLogger(__name__)
 
-PARAM_KEYS = ("training", "model", "graphs", "modalities", "centres_seed", "dataset")
+PARAM_KEYS = ("training", "model", "graphs", "modalities", "centres_seed", "dataset", "finetune")
 
 
 @dataclass
@@ -54,10 +59,13 @@ class RunSpec:
     centres_seed: int = 2026
     threads: int = 1
     dataset: str | None = None
+    #: a pre-training checkpoint to start from, and whether its encoder stays frozen (``finetune`` params)
+    init: Path | None = None
+    freeze_encoder: bool = True
 
 
-def read_params(text: str | None) -> dict[str, Any]:
-    """``--params``: a JSON string, or a path to a JSON/YAML file, with keys from :data:`PARAM_KEYS`."""
+def read_params(text: str | None, keys: Sequence[str] = PARAM_KEYS) -> dict[str, Any]:
+    """``--params``: a JSON string, or a path to a JSON/YAML file, with keys from ``keys``."""
     if not text:
         return {}
     path = Path(text)
@@ -71,10 +79,10 @@ def read_params(text: str | None) -> dict[str, Any]:
             raise ValueError(f"--params is neither an existing file nor valid JSON: {exc}") from None
         where = "--params"
     if not isinstance(params, dict):
-        raise ValueError(f"{where}: expected a mapping with keys {', '.join(PARAM_KEYS)}")
-    unknown = sorted(set(params) - set(PARAM_KEYS))
+        raise ValueError(f"{where}: expected a mapping with keys {', '.join(keys)}")
+    unknown = sorted(set(params) - set(keys))
     if unknown:
-        raise ValueError(f"{where}: unknown keys {unknown}; allowed: {', '.join(PARAM_KEYS)}")
+        raise ValueError(f"{where}: unknown keys {unknown}; allowed: {', '.join(keys)}")
     return params
 
 
@@ -142,7 +150,9 @@ def prepare(spec: RunSpec) -> Prepared:
     ctx = load_context(files, split.n_items, cfg.max_len, extra={"dataset": spec.dataset or Path(spec.data).name,
                                                                   "seed": spec.seed})
     seed_everything(spec.seed)
-    model = build_model(spec, ctx).to(device)
+    model = build_model(spec, ctx)
+    pretrained = None if spec.init is None else load_pretrained(model, spec.init, spec.freeze_encoder)
+    model = model.to(device)
     resolved = {
         "model": spec.model, "variant": spec.variant, "seed": spec.seed, "dataset": spec.dataset,
         "training": cfg.to_dict(), "model_params": spec.model_params, "modalities": modalities,
@@ -150,6 +160,9 @@ def prepare(spec: RunSpec) -> Prepared:
         "ablations": list(variant.ablations),
         "inputs": {"data": str(spec.data), **{k: str(v) for k, v in _named_files(files).items()}},
     }
+    if pretrained is not None:  # only then, so runs without pre-training keep their settings fingerprint
+        resolved["pretrained"] = {k: v for k, v in pretrained.items() if k != "path"}
+        resolved["inputs"]["init"] = str(spec.init)
     return Prepared(cfg, device, split, model, resolved)
 
 
@@ -241,6 +254,11 @@ def _named_files(files: Any) -> dict[str, Path]:
 
 def spec_from_params(params: Mapping[str, Any], **kwargs: Any) -> RunSpec:
     """A :class:`RunSpec` from the ``--params`` mapping plus the explicit CLI arguments."""
+    finetune = dict(params.get("finetune") or {})
+    unknown = sorted(set(finetune) - {"freeze_encoder"})
+    if unknown:
+        raise ValueError(f"--params finetune: unknown keys {unknown}; allowed: freeze_encoder")
     return RunSpec(training=dict(params.get("training") or {}), model_params=dict(params.get("model") or {}),
                    graph_settings=params.get("graphs"), modalities=params.get("modalities"),
-                   centres_seed=int(params.get("centres_seed", 2026)), dataset=params.get("dataset"), **kwargs)
+                   centres_seed=int(params.get("centres_seed", 2026)), dataset=params.get("dataset"),
+                   freeze_encoder=bool(finetune.get("freeze_encoder", True)), **kwargs)

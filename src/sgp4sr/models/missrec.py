@@ -13,7 +13,7 @@ plus the ID logits, with a temperature.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -51,7 +51,7 @@ def kmeans(points: torch.Tensor, k: int, iters: int, generator: torch.Generator,
 
 @register("missrec")
 class MISSRec(EvalTableCache, SequentialRecommender):
-    """MISSRec fine-tuned in-domain, transductive (ID + text + image).
+    """MISSRec, transductive (ID + text + image): in-domain, or fine-tuned after cross-domain pre-training.
 
     Faithful to the paper and gimpong/MM23-MISSRec (``missrec.py``,
     ``trainer.py``, ``cluster_utils.py``, ``props``): linear adaptors of the
@@ -66,10 +66,29 @@ class MISSRec(EvalTableCache, SequentialRecommender):
     ``sum_m l_m softmax_m(l_m * w)`` of cosine logits, ``(ID + 2 fused) / 3``,
     temperature 0.07, cross-entropy plus ``gamma * |pooled interest states|^2 / d``.
 
+    Cross-domain pre-training (``pretraining.models`` lists ``missrec``; run by
+    :mod:`sgp4sr.engine.pretrain`): as the original's ``pretrain`` stage, the
+    model is built without ID embeddings over the items of the source datasets
+    (their features side by side), interests are re-discovered before every
+    epoch over all source items (``interest_ratio`` 0.02 via
+    ``pretraining.model_overrides``), and the loss is the in-batch
+    sequence-item contrastive loss on the fused cosine logits plus
+    ``seq_seq_weight`` (lambda, 1e-3) times the sequence-sequence contrastive
+    loss against an item-dropped copy of each sequence, plus ``gamma`` times
+    both interest regularisers (:meth:`pretrain_loss`). Fine-tuning loads every
+    parameter except those sized by the item set (:attr:`id_sized_state`) and,
+    as the original's ``fix_enc``, freezes the position embedding and the
+    Transformer (:attr:`finetune_frozen`); adaptors, input LayerNorm, fusion
+    factor and the fresh ID embeddings are tuned.
+
     Deviations (original -> here, why):
 
-    * Pre-training: the original pre-trains on several source domains with
-      contrastive losses before fine-tuning; here training is in-domain only.
+    * Pre-training augmentation: the original drops items (probability 0.9) or,
+      otherwise, swaps in a second text encoding with dropped words; no second
+      text encoding exists here, so every augmented copy is an item drop. The
+      original computes the dropped copy's image interests from the undropped
+      sequence; here both modalities' interests come from the dropped copy.
+      Without pre-training (the default) training is in-domain only.
     * k-means: the original uses torchpq's mini-batch k-means on the GPU; here a
       seeded full-batch Lloyd k-means in torch (same objective, deterministic).
       It runs when the model switches from evaluation to training (the engine
@@ -84,6 +103,11 @@ class MISSRec(EvalTableCache, SequentialRecommender):
     """
 
     requires = ("features",)
+    #: state entries sized by the item set: never pre-trained, built fresh for fine-tuning
+    id_sized_state: ClassVar[tuple[str, ...]] = ("item_embedding.", "interest_embeddings", "interest_lookup",
+                                                  "discoveries")
+    #: parameters frozen when fine-tuning pre-trained weights (the original's ``fix_enc``)
+    finetune_frozen: ClassVar[tuple[str, ...]] = ("position_embedding.", "transformer.")
 
     def __init__(self, ctx: ModelContext, hidden_size: int = 64, layers: int = 2, heads: int = 4,
                  inner_size: int = 256, dropout: float = 0.5, attn_dropout: float | None = None,
@@ -125,6 +149,10 @@ class MISSRec(EvalTableCache, SequentialRecommender):
         if mode and not self.training:
             self._stale = True  # back from validation: a new epoch starts
         return super().train(mode)
+
+    def start_epoch(self) -> None:
+        """Pre-training has no validation between epochs: its loop calls this so interests are re-discovered."""
+        self._stale = True
 
     def adapted(self, modality: str, items: torch.Tensor | None = None) -> torch.Tensor:
         table = getattr(self, f"feat_{modality}")
@@ -175,14 +203,21 @@ class MISSRec(EvalTableCache, SequentialRecommender):
 
     def logits(self, state: torch.Tensor) -> torch.Tensor:
         tables = [self.eval_table(m, lambda m=m: F.normalize(self.adapted(m), dim=-1)) for m in self.modalities]
+        ids = None
+        if self.item_embedding is not None:
+            ids = self.eval_table("id", lambda: F.normalize(self.item_embedding.weight, dim=-1))
+        return self.fused_logits(state, tables, ids)
+
+    def fused_logits(self, state: torch.Tensor, tables: list[torch.Tensor],
+                     ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Fused, temperature-scaled logits of ``state`` against normalised per-modality item ``tables``."""
         per_modality = torch.stack([state @ table.T for table in tables], -1)
         if self.fusion_factor is not None:
             fused = (per_modality * (per_modality * self.fusion_factor).softmax(dim=-1)).sum(-1)
         else:
             fused = per_modality.mean(-1)
-        if self.item_embedding is not None:
+        if ids is not None:
             m = len(self.modalities)
-            ids = self.eval_table("id", lambda: F.normalize(self.item_embedding.weight, dim=-1))
             fused = (state @ ids.T + m * fused) / (m + 1)
         return fused / self.temperature
 
@@ -199,3 +234,22 @@ class MISSRec(EvalTableCache, SequentialRecommender):
     def full_sort_predict(self, batch: Batch) -> torch.Tensor:
         state, _ = self.encode(batch.seq)
         return self.mask_padding_scores(self.logits(state))
+
+    def pretrain_loss(self, batch: Batch, augmented: Batch, seq_seq_weight: float) -> torch.Tensor:
+        """The original's pre-training loss over prefix rows (target at the last position).
+
+        In-batch sequence-item contrast on the fused logits (the other rows' targets
+        are the negatives), sequence-sequence contrast against ``augmented`` (the
+        same rows, items dropped), and the interest regulariser of both.
+        """
+        if self._stale:
+            self.discover_interests()
+        assert batch.target is not None
+        state, regulariser = self.encode(batch.seq)
+        aug_state, aug_regulariser = self.encode(augmented.seq)
+        positives = batch.target[:, -1]
+        tables = [F.normalize(self.adapted(m, positives), dim=-1) for m in self.modalities]
+        labels = torch.arange(len(positives), device=positives.device)
+        seq_item = F.cross_entropy(self.fused_logits(state, tables), labels)
+        seq_seq = F.cross_entropy(state @ aug_state.T / self.temperature, labels)
+        return seq_item + seq_seq_weight * seq_seq + self.gamma * (regulariser + aug_regulariser)

@@ -10,6 +10,8 @@ L2-normalised and compared with a temperature in full-softmax cross-entropy.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -71,7 +73,7 @@ class MoEAdaptor(nn.Module):
 
 @register("unisrec")
 class UniSRec(EvalTableCache, SequentialRecommender):
-    """UniSRec fine-tuned in-domain (no cross-domain pre-training).
+    """UniSRec: in-domain, or fine-tuned after multi-domain pre-training.
 
     Faithful to the paper and RUCAIBox/UniSRec (``unisrec.py``, ``props``):
     whitening experts ``lin(dropout(x) - b)`` (dropout 0.2, 8 experts, gate and
@@ -82,12 +84,26 @@ class UniSRec(EvalTableCache, SequentialRecommender):
     causal), L2-normalised sequence and item vectors, temperature 0.07,
     full-softmax cross-entropy.
 
+    Multi-domain pre-training (``pretraining.models`` lists ``unisrec``; run by
+    :mod:`sgp4sr.engine.pretrain`): as the original's ``pretrain`` stage, the
+    model is built text-only (no ID embeddings) over the items of the source
+    datasets, batches mix the domains' training prefixes, and the loss
+    (:meth:`pretrain_loss`) is the sequence-item contrastive loss against the
+    batch's next items plus ``seq_seq_weight`` (lambda, 1e-3) times the
+    sequence-sequence contrastive loss against an item-dropped copy of each
+    sequence (drop ratio 0.2), both with temperature 0.07 and, as the
+    original, the logits of other rows with the same next item set to 0.
+    Fine-tuning loads everything but the ID embeddings (:attr:`id_sized_state`)
+    and, as the original's default ``fix_enc``, freezes the position embedding
+    and the Transformer (:attr:`finetune_frozen`), so the MoE adaptor, the
+    input LayerNorm and (transductive) the fresh ID embeddings are tuned.
+
     Deviations (original -> here, why):
 
-    * Pre-training: the original pre-trains the adaptor and encoder on several
-      source domains with sequence-item and sequence-sequence contrastive losses,
-      then fine-tunes; here the model is trained from scratch on the target
-      dataset only (the task trains every baseline in-domain on one engine).
+    * Pre-training augmentation: the original drops items (probability 0.9) or
+      swaps in a second BERT encoding with dropped words; no second text
+      encoding exists here, so every augmented copy is an item drop. Without
+      pre-training (the default) the model trains on the target dataset only.
     * Text features: the original uses BERT's 768-d [CLS] vector of title,
       categories and brand; here any configured modality (default ``text``,
       e.g. MiniLM 384-d) is the whitening input.
@@ -99,6 +115,10 @@ class UniSRec(EvalTableCache, SequentialRecommender):
     """
 
     requires = ("features",)
+    #: state entries sized by the item set: never pre-trained, built fresh for fine-tuning
+    id_sized_state: ClassVar[tuple[str, ...]] = ("item_embedding.",)
+    #: parameters frozen when fine-tuning pre-trained weights (the original's ``fix_enc``)
+    finetune_frozen: ClassVar[tuple[str, ...]] = ("position_embedding.", "encoder.")
 
     def __init__(self, ctx: ModelContext, hidden_size: int = 64, layers: int = 2, heads: int = 2,
                  inner_size: int = 256, dropout: float = 0.5, attn_dropout: float = 0.5,
@@ -146,3 +166,22 @@ class UniSRec(EvalTableCache, SequentialRecommender):
     def full_sort_predict(self, batch: Batch) -> torch.Tensor:
         return self.mask_padding_scores(self._logits(self.encode(batch.seq)[:, -1]))
 
+    def pretrain_loss(self, batch: Batch, augmented: Batch, seq_seq_weight: float) -> torch.Tensor:
+        """The original's pre-training loss over prefix rows (target at the last position).
+
+        Other rows whose next item equals this row's are not negatives: their
+        logits are set to 0 (not removed), exactly as the original does.
+        """
+        assert batch.target is not None
+        state = F.normalize(self.encode(batch.seq)[:, -1], dim=-1)
+        aug_state = F.normalize(self.encode(augmented.seq)[:, -1], dim=-1)
+        positives = batch.target[:, -1]
+        items = F.normalize(self.adaptor(self.text[positives]), dim=-1)
+        same = positives[:, None] == positives[None, :]
+        same.fill_diagonal_(False)
+        labels = torch.arange(len(positives), device=positives.device)
+
+        def contrast(other: torch.Tensor) -> torch.Tensor:
+            return F.cross_entropy((state @ other.T / self.temperature).masked_fill(same, 0.0), labels)
+
+        return contrast(items) + seq_seq_weight * contrast(aug_state)
