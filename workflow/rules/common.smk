@@ -4,7 +4,8 @@
 import json
 from pathlib import Path
 
-from sgp4sr.config import ConfigError, dataset_model, dataset_training, validate_config
+from sgp4sr.config import (ConfigError, dataset_model, dataset_training, pretraining_settings, pretraining_sources,
+                           pretrains, validate_config)
 from sgp4sr.models.registry import model_requires
 from sgp4sr.report.plan import report_targets
 from sgp4sr.variants import format_number, parse_variant
@@ -240,6 +241,8 @@ def train_inputs(wildcards):
                 inputs[role] = path
     if wildcards.model == "iisan":
         inputs["iisan_hidden"] = iisan_cache_file(ds)
+    if pretrains(config, wildcards.model, ds):
+        inputs["pretrained"] = pretrained_file(wildcards.model, ds)
     return inputs
 
 
@@ -281,6 +284,8 @@ def train_params(wildcards):
               "modalities": modalities(ds), "centres_seed": SEED}
     if _requires(wildcards) & GRAPH_ROLES:
         params["graphs"] = graph_settings(ds)  # the run applies the variant's graph overrides itself
+    if pretrains(config, wildcards.model, ds):
+        params["finetune"] = {"freeze_encoder": pretraining_settings(config)["freeze_encoder"]}
     return as_json(params)
 
 
@@ -290,6 +295,12 @@ def train_features_arg(wildcards):
 
 def train_graphs_arg(wildcards):
     return f"--graphs {train_graphs_dir(wildcards.dataset)}" if _requires(wildcards) & GRAPH_ROLES else ""
+
+
+def train_init_arg(wildcards):
+    """`--init <pre-trained weights>` when this model is pre-trained for this dataset (config `pretraining`)."""
+    ds = wildcards.dataset
+    return f"--init {pretrained_file(wildcards.model, ds)}" if pretrains(config, wildcards.model, ds) else ""
 
 
 def train_out(wildcards):
@@ -304,3 +315,53 @@ def train_runtime(wildcards):
 def train_slurm_extra(wildcards):
     """One GPU per training job on SLURM only when the config asks for it (`slurm_gpu: true`)."""
     return "--gres=gpu:1" if config.get("slurm_gpu", False) else ""
+
+
+# ---- pretraining: cross-domain pre-training of missrec / unisrec (rule pretrain in train.smk) ----
+
+#: pretraining keys the loop reads (the rest choose models, sources, seed and fine-tuning)
+PRETRAIN_LOOP_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "seq_seq_weight", "item_drop_ratio", "device",
+                      "model_overrides")
+
+
+def pretrained_file(model, dataset):
+    """Weights of `model` pre-trained on the sources of target `dataset` (no ID-sized tensors)."""
+    return f"results/pretrain/{model}/{dataset}/model.pt"
+
+
+def pretrain_inputs(wildcards):
+    """Each source's split files and clean feature matrices (a list: dataset names may hold '-')."""
+    inputs = []
+    for src in pretraining_sources(config, wildcards.dataset):
+        inputs += [f"{data_dir(src)}/{name}" for name in SPLIT_FILES]
+        inputs += [f"{train_features_dir(src)}/{m}.npy" for m in modalities(src)]
+    return inputs
+
+
+def pretrain_sources_arg(wildcards):
+    return " ".join(f"--source {src} {data_dir(src)} {train_features_dir(src)}"
+                    for src in pretraining_sources(config, wildcards.dataset))
+
+
+def pretrain_params(wildcards):
+    """The target's model hyper-parameters (the shapes must match at fine-tuning) and the loop settings."""
+    settings = pretraining_settings(config)
+    ds = wildcards.dataset
+    return as_json({"model": dataset_model(config, ds, wildcards.model), "modalities": modalities(ds),
+                    "max_len": dataset_training(config, ds)["max_len"],
+                    "pretraining": {k: settings[k] for k in PRETRAIN_LOOP_KEYS}})
+
+
+def pretrain_seed(wildcards):
+    seed = pretraining_settings(config)["seed"]
+    return SEED if seed is None else int(seed)
+
+
+def pretrain_out(wildcards):
+    return f"results/pretrain/{wildcards.model}/{wildcards.dataset}"
+
+
+def pretrain_runtime(wildcards):
+    """Minutes for a scheduler: demo sources are small, the paper's are not."""
+    demo = all(source_of(s) == "demo" for s in pretraining_sources(config, wildcards.dataset))
+    return 60 if demo else 24 * 60

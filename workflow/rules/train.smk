@@ -1,5 +1,7 @@
 # Rules of the train stage (see docs/architecture.md).
-#   train   results/<ds>/runs/<model>/<variant>/seed<seed>/{metrics.json,ranks.parquet,model.pt}
+#   train     results/<ds>/runs/<model>/<variant>/seed<seed>/{metrics.json,ranks.parquet,model.pt}
+#   pretrain  results/pretrain/<model>/<ds>/{model.pt,metrics.json}: MISSRec/UniSRec pre-trained on the
+#             other datasets (config `pretraining`); a listed model's train job on <ds> starts from it
 # A run reads the split, and only the features/graphs its model requires
 # (sgp4sr.models.registry.REQUIRES, read without importing torch) for the
 # variant's feature set and graph settings. While it runs, checkpoint.pt in the
@@ -26,6 +28,7 @@ rule train:
         graphs=train_graphs_arg,
         run=train_params,
         out=train_out,
+        init=train_init_arg,
     threads: 4
     resources:
         mem_mb=16000,
@@ -36,4 +39,33 @@ rule train:
     shell:
         "sgp4sr --log {log} train run --data {params.data:q} {params.features} {params.graphs}"
         " --model {wildcards.model} --variant {wildcards.variant:q} --seed {wildcards.seed}"
-        " --params {params.run:q} --out {params.out:q} --threads {threads}"
+        " --params {params.run:q} --out {params.out:q} --threads {threads} {params.init}"
+
+
+rule pretrain:
+    input:
+        pretrain_inputs,
+    output:
+        model="results/pretrain/{model}/{dataset}/model.pt",
+        metrics="results/pretrain/{model}/{dataset}/metrics.json",
+    wildcard_constraints:
+        model="missrec|unisrec",
+    log:
+        "logs/pretrain/{model}/{dataset}.log",
+    benchmark:
+        "benchmarks/snakemake/pretrain/{model}/{dataset}.tsv"
+    params:
+        sources=pretrain_sources_arg,
+        run=pretrain_params,
+        seed=pretrain_seed,
+        out=pretrain_out,
+    threads: 4
+    resources:
+        mem_mb=16000,
+        runtime=pretrain_runtime,
+        slurm_extra=train_slurm_extra,
+    conda:
+        "../envs/sgp4sr.yaml"
+    shell:
+        "sgp4sr --log {log} train pretrain --model {wildcards.model} {params.sources}"
+        " --params {params.run:q} --seed {params.seed} --out {params.out:q} --threads {threads}"
