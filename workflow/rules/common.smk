@@ -18,6 +18,9 @@ except ConfigError as _error:
 
 RESOURCES = config.get("resources_dir", "resources")
 SEED = int(config.get("seed", 2026))
+# torch threads per training job (`train_threads`): the demo's small models run faster as parallel
+# one-thread jobs than as one multi-thread job at a time
+TRAIN_THREADS = int(config.get("train_threads", 4))
 DATASETS = list(config["run"]["datasets"])
 
 

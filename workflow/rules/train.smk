@@ -29,7 +29,7 @@ rule train:
         run=train_params,
         out=train_out,
         init=train_init_arg,
-    threads: 4
+    threads: TRAIN_THREADS
     resources:
         mem_mb=16000,
         runtime=train_runtime,

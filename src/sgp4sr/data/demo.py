@@ -9,8 +9,10 @@ model is meant to exploit and what an ID-only model can only partly learn:
 * users with 1-3 interests; next items stay in the current category with
   probability ``transition_coherence`` (and mostly in the same sub-topic),
   otherwise jump to another interest;
-* long-tail popularity, so many items are seen rarely and their features
-  matter more than their ID embedding;
+* long-tail popularity (Zipf exponent ``popularity_exponent`` within a
+  category), so many items are seen rarely and their features matter more
+  than their ID embedding; the larger the exponent, the more an ID-only
+  model gains by ranking a category's popular items first;
 * the paper's modal noise: irrelevant words (``irrelevant_word_rate``) and
   image clutter (``image_clutter_rate``) inside a modality, and items whose
   image shows another category (``wrong_image_rate``).
@@ -53,10 +55,10 @@ DEFAULTS: dict[str, Any] = {
     "image_clutter_rate": 0.2,
     "wrong_image_rate": 0.1,
     "image_size": 64,
+    "popularity_exponent": 0.9,
 }
 SUBTOPICS = 4  # per category; items of a sub-topic share words and an image pattern
 SAME_SUBTOPIC = 0.7  # P(stay in the sub-topic | stay in the category)
-POPULARITY_EXPONENT = 0.9  # Zipf exponent of item popularity within a category
 LENGTH_P = 0.2  # geometric tail of sequence lengths beyond min_length
 SHAPES = ("circle", "square", "triangle", "diamond", "cross", "ring", "bars", "star")
 START_TIME = 1262304000  # 2010-01-01
@@ -288,7 +290,7 @@ def generate_demo(out_dir: str | Path, cfg: Mapping[str, Any] | None, seed: int,
     pop = np.empty(n_items)
     for c in range(n_cats):
         idx = np.flatnonzero(item_cat == c)
-        pop[idx] = (1.0 + rng.permutation(len(idx))) ** -POPULARITY_EXPONENT
+        pop[idx] = (1.0 + rng.permutation(len(idx))) ** -float(cfg["popularity_exponent"])
 
     seqs = _sequences(rng, cfg, item_cat, item_sub, pop, n_cats)
     reviewers = _unique_ids(rng, len(seqs), "A", 13)
