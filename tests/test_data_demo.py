@@ -109,3 +109,33 @@ def test_data_stage_end_to_end(shop, tmp_path):
     items = pd.read_parquet(tmp_path / "items.parquet")
     assert (items["title"] != "").all() and (items["image_url"] != "").all()
     assert all((shop / url).exists() for url in items["image_url"])
+
+
+def test_items_do_not_depend_on_user_settings(shop, tmp_path):
+    """Items come from their own random stream: other users leave meta and images byte-identical."""
+    generate_demo(tmp_path / "more", {**TINY_DEMO, "n_users": TINY_DEMO["n_users"] + 40, "complement_rate": 0.5},
+                  seed=11)
+    mine, theirs = _files(shop), _files(tmp_path / "more")
+    same = [k for k in mine if k.startswith("images/") or k.startswith("meta_")]
+    assert same and all(mine[k] == theirs[k] for k in same)
+    assert mine["reviews_Demo_5.json.gz"] != theirs["reviews_Demo_5.json.gz"]
+
+
+def _successor_concentration(folder: Path) -> float:
+    """Share of each item's observed successors that are among its 3 most frequent ones."""
+    reviews = parse_reviews(folder / "reviews_Demo_5.json.gz")
+    same_user = reviews["user"].shift(-1) == reviews["user"]
+    pairs = pd.DataFrame({"a": reviews["item"], "b": reviews["item"].shift(-1)})[same_user]
+    counts = pairs.groupby(["a", "b"]).size().sort_values(ascending=False)
+    top3 = counts.groupby(level=0).head(3).sum()
+    return float(top3 / counts.sum())
+
+
+def test_complements_plant_item_level_successors(shop, tmp_path):
+    generate_demo(tmp_path / "comp", {**TINY_DEMO, "complement_rate": 0.9}, seed=11)
+    truth = pd.read_csv(tmp_path / "comp" / "truth_Demo.csv")
+    comps = truth.set_index("asin")["complements"].str.split()
+    assert comps.map(len).eq(3).all()
+    cat = truth.set_index("asin")["category"]
+    assert all((cat[c] == cat[a]).all() for a, c in comps.items())  # complements stay in the category
+    assert _successor_concentration(tmp_path / "comp") > _successor_concentration(shop) + 0.2

@@ -9,6 +9,10 @@ model is meant to exploit and what an ID-only model can only partly learn:
 * users with 1-3 interests; next items stay in the current category with
   probability ``transition_coherence`` (and mostly in the same sub-topic),
   otherwise jump to another interest;
+* optionally (``complement_rate`` > 0) item-level structure: every item has
+  three fixed "complements" in its category (any sub-topic), and with that
+  probability the next item is one of the current item's complements, the
+  bought-together pairs that co-occurrence graphs capture;
 * long-tail popularity (Zipf exponent ``popularity_exponent`` within a
   category), so many items are seen rarely and their features matter more
   than their ID embedding; the larger the exponent, the more an ID-only
@@ -56,9 +60,11 @@ DEFAULTS: dict[str, Any] = {
     "wrong_image_rate": 0.1,
     "image_size": 64,
     "popularity_exponent": 0.9,
+    "complement_rate": 0.0,
 }
 SUBTOPICS = 4  # per category; items of a sub-topic share words and an image pattern
 SAME_SUBTOPIC = 0.7  # P(stay in the sub-topic | stay in the category)
+COMPLEMENTS = 3  # fixed successors per item, used with probability ``complement_rate``
 LENGTH_P = 0.2  # geometric tail of sequence lengths beyond min_length
 SHAPES = ("circle", "square", "triangle", "diamond", "cross", "ring", "bars", "star")
 START_TIME = 1262304000  # 2010-01-01
@@ -198,9 +204,20 @@ def _write_gz_lines(path: Path, lines: list[str]) -> None:
             gz.write(("\n".join(lines) + "\n").encode("utf-8"))
 
 
+def _complements(rng: np.random.Generator, item_cat: np.ndarray) -> list[np.ndarray]:
+    """``COMPLEMENTS`` distinct other items of the same category per item (fewer in a tiny category)."""
+    out = []
+    for i, c in enumerate(item_cat):
+        same = np.flatnonzero(item_cat == c)
+        same = same[same != i]
+        out.append(rng.choice(same, size=min(COMPLEMENTS, len(same)), replace=False))
+    return out
+
+
 def _sequences(rng: np.random.Generator, cfg: Mapping[str, Any], item_cat: np.ndarray, item_sub: np.ndarray,
-               pop: np.ndarray, n_cats: int) -> list[list[int]]:
+               pop: np.ndarray, n_cats: int, complements: list[np.ndarray] | None = None) -> list[list[int]]:
     """Per user a list of distinct item positions following the planted transitions."""
+    rate = float(cfg["complement_rate"]) if complements else 0.0
     pools: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
     for c in range(n_cats):
         for s in [*range(SUBTOPICS), -1]:
@@ -219,6 +236,12 @@ def _sequences(rng: np.random.Generator, cfg: Mapping[str, Any], item_cat: np.nd
         seq: list[int] = []
         cat, sub = int(interests[0]), -1
         for _step in range(length):
+            if rate > 0 and seq and rng.random() < rate:
+                fresh = [int(j) for j in complements[seq[-1]] if j not in seq]
+                if fresh:
+                    seq.append(fresh[int(rng.integers(len(fresh)))])
+                    cat = int(item_cat[seq[-1]])
+                    continue
             if seq and rng.random() < cfg["transition_coherence"]:
                 sub = int(item_sub[seq[-1]]) if rng.random() < SAME_SUBTOPIC else -1
             elif seq:
@@ -281,7 +304,8 @@ def generate_demo(out_dir: str | Path, cfg: Mapping[str, Any] | None, seed: int,
     if lo > hi:
         raise ValueError(f"demo.interests_per_user [{lo}, {hi}] must be increasing")
     out_dir = Path(out_dir)
-    rng = np.random.default_rng(seed)
+    # independent streams: the items (text, images) do not change with the user settings
+    rng, seq_rng, review_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
     n_items, n_cats = int(cfg["n_items"]), int(cfg["n_categories"])
     cats = _make_categories(rng, n_cats)
     asins = _unique_ids(rng, n_items, "B00", 7)
@@ -292,9 +316,10 @@ def generate_demo(out_dir: str | Path, cfg: Mapping[str, Any] | None, seed: int,
         idx = np.flatnonzero(item_cat == c)
         pop[idx] = (1.0 + rng.permutation(len(idx))) ** -float(cfg["popularity_exponent"])
 
-    seqs = _sequences(rng, cfg, item_cat, item_sub, pop, n_cats)
-    reviewers = _unique_ids(rng, len(seqs), "A", 13)
-    review_lines = _reviews(rng, cfg, cats, asins, item_cat, reviewers, seqs)
+    complements = _complements(seq_rng, item_cat) if cfg["complement_rate"] > 0 else None
+    seqs = _sequences(seq_rng, cfg, item_cat, item_sub, pop, n_cats, complements)
+    reviewers = _unique_ids(review_rng, len(seqs), "A", 13)
+    review_lines = _reviews(review_rng, cfg, cats, asins, item_cat, reviewers, seqs)
 
     meta_lines, truth = [], []
     images = out_dir / "images"
@@ -323,7 +348,8 @@ def generate_demo(out_dir: str | Path, cfg: Mapping[str, Any] | None, seed: int,
         with atomic_path(images / f"{asin}.jpg") as tmp:
             tmp.write_bytes(data)
         truth.append({"asin": asin, "category": c, "subtopic": s, "image_category": shown,
-                      "wrong_image": wrong, "cluttered": clutter, "popularity": pop[i]})
+                      "wrong_image": wrong, "cluttered": clutter, "popularity": pop[i],
+                      "complements": " ".join(asins[j] for j in complements[i]) if complements else ""})
 
     _write_gz_lines(out_dir / f"reviews_{category}_5.json.gz", review_lines)
     _write_gz_lines(out_dir / f"meta_{category}.json.gz", meta_lines)
