@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.workflow
@@ -50,5 +51,6 @@ def test_sgp4sr_wo_mul_reads_fused_graphs_with_the_variant_settings(plan):
     inputs = _job(plan, TARGETS[1]).split("output:")[0]
     assert "results/demo/graphs/cooccurrence.npz" in inputs
     assert "results/demo/graphs/clean/fused_H5_m2.5_o0.3.npz" in inputs
-    assert "fused_centres_k20_s2026.npz" in inputs
+    k = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["datasets"]["demo"]["graphs"]["centres"]
+    assert f"fused_centres_k{k}_s2026.npz" in inputs  # the dataset's k, untouched by the variant
     assert "results/demo/features/image.npy" in inputs and "image_H" not in inputs
