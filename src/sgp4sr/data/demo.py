@@ -206,9 +206,10 @@ def _write_gz_lines(path: Path, lines: list[str]) -> None:
 
 def _complements(rng: np.random.Generator, item_cat: np.ndarray) -> list[np.ndarray]:
     """``COMPLEMENTS`` distinct other items of the same category per item (fewer in a tiny category)."""
+    members = {int(c): np.flatnonzero(item_cat == c) for c in np.unique(item_cat)}
     out = []
     for i, c in enumerate(item_cat):
-        same = np.flatnonzero(item_cat == c)
+        same = members[int(c)]
         same = same[same != i]
         out.append(rng.choice(same, size=min(COMPLEMENTS, len(same)), replace=False))
     return out

@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
+import io
 import logging
 import time
 from dataclasses import dataclass, field
@@ -39,7 +40,7 @@ from sgp4sr.engine.sequences import Examples, batch_order, make_batch, prefix_ex
 from sgp4sr.engine.trainer import peak_rss_mb
 from sgp4sr.io import atomic_path, seed_everything, write_json
 from sgp4sr.models.base import Batch, ModelContext, SequentialRecommender
-from sgp4sr.models.registry import get_model_class
+from sgp4sr.models.registry import get_model_class, instantiate
 
 log = logging.getLogger(__name__)
 
@@ -180,10 +181,7 @@ def pretrain(model_name: str, sources: Sequence[Source], out: str | Path, model_
                        extra={"dataset": f"the pre-training sources ({names})", "seed": seed})
     params = {**dict(model_params or {}), **settings.model_overrides.get(model_name, {}), "transductive": False}
     seed_everything(seed)
-    try:
-        model = cls(ctx, **params).to(device)
-    except TypeError as exc:
-        raise ValueError(f"model '{model_name}': bad hyper-parameters {sorted(params)}: {exc}") from None
+    model = instantiate(cls, ctx, params).to(device)
     examples = prefix_examples(joint.train_seqs, settings.max_len, joint.n_items)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     n_params = sum(p.numel() for p in model.parameters())
@@ -269,8 +267,8 @@ def load_pretrained(model: SequentialRecommender, path: str | Path, freeze_encod
     if not hasattr(cls, "id_sized_state"):
         raise ValueError(f"model '{cls.name}' cannot be initialised from pre-trained weights; models that can: "
                          f"{', '.join(PRETRAINABLE)}")
-    raw = path.read_bytes()
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    raw = path.read_bytes()  # read once: hashed for the run's record and loaded
+    ckpt = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     if ckpt.get("model") != cls.name:
         raise ValueError(f"{path} holds pre-trained '{ckpt.get('model')}' weights, not '{cls.name}'")
     own = model.state_dict()

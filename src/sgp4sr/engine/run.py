@@ -33,7 +33,7 @@ from sgp4sr.engine.sequences import training_examples
 from sgp4sr.engine.settings import TrainConfig
 from sgp4sr.engine.trainer import fit, peak_rss_mb
 from sgp4sr.io import atomic_path, seed_everything, write_json, write_parquet
-from sgp4sr.models.registry import get_model_class
+from sgp4sr.models.registry import get_model_class, instantiate
 from sgp4sr.variants import parse_variant
 
 log = logging.getLogger(__name__)
@@ -103,10 +103,7 @@ def build_model(spec: RunSpec, ctx: Any) -> torch.nn.Module:
         kwargs["ablations"] = ablations
     elif ablations:
         raise ValueError(f"variant '{spec.variant}': ablations {list(ablations)} apply to sgp4sr only, not {spec.model}")
-    try:
-        return cls(ctx, **kwargs)
-    except TypeError as exc:
-        raise ValueError(f"model '{spec.model}': bad hyper-parameters {sorted(kwargs)}: {exc}") from None
+    return instantiate(cls, ctx, kwargs)
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Mapping
 
 if TYPE_CHECKING:  # keep this module free of torch: the Snakefile reads REQUIRES at parse time
     from sgp4sr.models.base import SequentialRecommender
@@ -82,3 +82,11 @@ def get_model_class(name: str) -> type[SequentialRecommender]:
                                f"{', '.join(available_models())}") from None
             raise
     return _REGISTRY[name]
+
+
+def instantiate(cls: type[SequentialRecommender], ctx: Any, params: Mapping[str, Any]) -> SequentialRecommender:
+    """``cls(ctx, **params)``; a wrong hyper-parameter name becomes an error naming the model and the given keys."""
+    try:
+        return cls(ctx, **params)
+    except TypeError as exc:
+        raise ValueError(f"model '{cls.name}': bad hyper-parameters {sorted(params)}: {exc}") from None
