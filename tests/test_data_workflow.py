@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -15,8 +13,8 @@ import yaml
 
 from data_fixtures import TINY_DEMO, write_benchmark_folder
 from sgp4sr.data.rules import DataRuleError, DataRules, names_regex
+from workflow_fixtures import ROOT, run_snakemake
 
-ROOT = Path(__file__).resolve().parents[1]
 
 CONFIG = {
     "run": {"datasets": ["tiny"]},
@@ -51,9 +49,7 @@ def test_rule_helpers(tmp_path):
 
 
 def _snakemake(work: Path, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    return subprocess.run([sys.executable, "-m", "snakemake", "--directory", str(work), "--snakefile",
-                           str(work / "Snakefile"), *args], capture_output=True, text=True, env=env, timeout=600)
+    return run_snakemake(work, *args, timeout=600)
 
 
 @pytest.fixture(scope="module")

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from workflow_fixtures import ROOT, copy_workflow, run_snakemake
+
 pytestmark = pytest.mark.workflow
 
 TARGETS = ("results/demo/runs/sasrec/lr~0.0005/seed1/metrics.json",
@@ -20,15 +16,9 @@ TARGETS = ("results/demo/runs/sasrec/lr~0.0005/seed1/metrics.json",
 
 @pytest.fixture(scope="module")
 def plan(tmp_path_factory) -> str:
-    work = tmp_path_factory.mktemp("wf")
-    for name in ("Snakefile", "workflow", "config", "profiles"):
-        src = ROOT / name
-        if src.exists():
-            (shutil.copytree if src.is_dir() else shutil.copy)(src, work / name)
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    result = subprocess.run([sys.executable, "-m", "snakemake", "--directory", str(work), "--snakefile",
-                             str(work / "Snakefile"), "-n", "-p", "--cores", "2", "--config", "slurm_gpu=True",
-                             "--", *TARGETS], capture_output=True, text=True, env=env, timeout=300)
+    work = copy_workflow(tmp_path_factory.mktemp("wf"))
+    result = run_snakemake(work, "-n", "-p", "--cores", "2", "--config", "slurm_gpu=True", "--", *TARGETS,
+                           timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 

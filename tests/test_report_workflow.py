@@ -7,10 +7,8 @@ and the report rules treats them as source files; the whole workflow
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +19,8 @@ import yaml
 from sgp4sr.io import write_json
 from sgp4sr.report import plan
 from report_fixtures import ranks_with_quality, write_run
+from workflow_fixtures import ROOT, run_snakemake
 
-ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 
 SNAKEFILE = """\
@@ -83,9 +81,7 @@ def workdir(tmp_path_factory) -> Path:
 
 
 def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    return subprocess.run([sys.executable, "-m", "snakemake", "--directory", str(workdir), "--snakefile",
-                           str(workdir / "Snakefile"), *args], capture_output=True, text=True, env=env, timeout=300)
+    return run_snakemake(workdir, *args, timeout=300)
 
 
 def test_report_rules_build_every_target_and_the_html_report(workdir):

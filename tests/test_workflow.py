@@ -7,34 +7,23 @@ results/ or .snakemake/.
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from workflow_fixtures import copy_workflow, run_snakemake
+
 pytestmark = pytest.mark.workflow
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
-    work = tmp_path_factory.mktemp("wf")
-    for name in ("Snakefile", "workflow", "config", "profiles"):
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, work / name)
-    return work
+    return copy_workflow(tmp_path_factory.mktemp("wf"))
 
 
 def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    return subprocess.run(
-        [sys.executable, "-m", "snakemake", "--directory", str(workdir), "--snakefile",
-         str(workdir / "Snakefile"), *args],
-        capture_output=True, text=True, env=env, timeout=300,
-    )
+    return run_snakemake(workdir, *args, timeout=300)
 
 
 def test_default_config_plans(workdir):

@@ -8,17 +8,14 @@ checkpoint, tables, figures — runs in a few minutes on two cores.
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from workflow_fixtures import copy_workflow, run_snakemake
+
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 
 TINY = {
@@ -42,18 +39,12 @@ TINY = {
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory) -> Path:
-    work = tmp_path_factory.mktemp("all")
-    for name in ("Snakefile", "workflow", "config", "profiles"):
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, work / name)
+    work = copy_workflow(tmp_path_factory.mktemp("all"))
     (work / "tiny.yaml").write_text(yaml.safe_dump(TINY))
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    base = [sys.executable, "-m", "snakemake", "--directory", str(work), "--snakefile", str(work / "Snakefile")]
-    run = subprocess.run([*base, "--cores", "2", "all", "--configfile", str(work / "tiny.yaml")],
-                         capture_output=True, text=True, env=env, timeout=1500)
+    run = run_snakemake(work, "--cores", "2", "all", "--configfile", str(work / "tiny.yaml"), timeout=1500)
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-6000:]
-    report = subprocess.run([*base, "--report", str(work / "report.html"), "--configfile", str(work / "tiny.yaml")],
-                            capture_output=True, text=True, env=env, timeout=600)
+    report = run_snakemake(work, "--report", str(work / "report.html"), "--configfile", str(work / "tiny.yaml"),
+                           timeout=600)
     assert report.returncode == 0, report.stdout[-4000:] + report.stderr[-4000:]
     return work
 
