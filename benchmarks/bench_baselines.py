@@ -114,7 +114,7 @@ def measure(args: argparse.Namespace) -> dict:
     from sgp4sr.data.load import load_split
     from sgp4sr.engine.context import ITEMS_FILE, load_item_categories
     from sgp4sr.engine.evaluate import eval_inputs
-    from sgp4sr.engine.sequences import batch_order, left_pad, make_batch, training_examples
+    from sgp4sr.engine.sequences import epoch_batches, left_pad, make_batch, training_examples
     from sgp4sr.engine.trainer import peak_rss_mb
     from sgp4sr.models import get_model_class
     from sgp4sr.models.base import ModelContext
@@ -149,7 +149,7 @@ def measure(args: argparse.Namespace) -> dict:
     # MISSRec re-clusters its interests before every epoch: timed once, added to the epoch
     extra_epoch_s = timed(discover, sync) if hasattr(model, "discover_interests") else 0.0
 
-    order = batch_order(examples.length, args.batch_size, np.random.default_rng(args.seed))
+    order = epoch_batches(examples, args.batch_size, np.random.default_rng(args.seed))
     picked = np.random.default_rng(args.seed + 1).choice(len(order), min(args.batches, len(order)), replace=False)
     times, timed_targets = [], 0
     model.train()

@@ -97,7 +97,7 @@ def measure(model_name: str, args: argparse.Namespace, inputs: Path, queue) -> N
 
     from sgp4sr.data.load import load_split
     from sgp4sr.engine.evaluate import eval_inputs, rank_users
-    from sgp4sr.engine.sequences import iterate_batches, training_examples
+    from sgp4sr.engine.sequences import epoch_batches, iterate_batches, training_examples
     from sgp4sr.models.base import ModelContext
     from sgp4sr.models.registry import get_model_class
 
@@ -119,7 +119,7 @@ def measure(model_name: str, args: argparse.Namespace, inputs: Path, queue) -> N
         torch.cuda.reset_peak_memory_stats(device)
     autocast = device.type == "cuda"
 
-    batches = list(iterate_batches(examples, args.batch_size, np.random.default_rng(args.seed)))
+    batches = list(iterate_batches(examples, epoch_batches(examples, args.batch_size, np.random.default_rng(args.seed))))
     n_batches = len(batches)
     if args.batches:  # one batch from the middle of each of `batches` equal strata of batch widths
         by_width = sorted(range(n_batches), key=lambda i: batches[i].seq.size(1))

@@ -61,7 +61,7 @@ def measure(cfg: dict) -> dict:
     from sgp4sr.engine.context import context_files, load_context
     from sgp4sr.engine.evaluate import eval_inputs, rank_users
     from sgp4sr.engine.run import resolve_device
-    from sgp4sr.engine.sequences import batch_order, make_batch, training_examples
+    from sgp4sr.engine.sequences import epoch_batches, make_batch, training_examples
     from sgp4sr.engine.trainer import peak_rss_mb
     from sgp4sr.io import seed_everything
     from sgp4sr.models.registry import get_model_class
@@ -81,7 +81,7 @@ def measure(cfg: dict) -> dict:
     model = cls(ctx, **params).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     examples = training_examples(split.train_seqs, cfg["max_len"], cfg["form"], split.n_items)
-    order = batch_order(examples.length, cfg["batch_size"], np.random.default_rng(0), buckets=True)
+    order = epoch_batches(examples, cfg["batch_size"], np.random.default_rng(0))
     autocast = device.type == "cuda"
 
     def step(idx: np.ndarray) -> None:

@@ -11,8 +11,8 @@ import torch
 
 from sgp4sr.engine.context import context_files, feature_file
 from sgp4sr.engine.evaluate import eval_inputs, metrics_from_ranks, ranks_from_scores
-from sgp4sr.engine.sequences import (batch_order, left_pad, make_batch, onepass_examples, prefix_examples,
-                                     training_examples)
+from sgp4sr.engine.sequences import (batch_order, epoch_batches, left_pad, make_batch, onepass_examples,
+                                     prefix_examples, row_targets, training_examples)
 from sgp4sr.engine.settings import TrainConfig
 
 NEG = float("-inf")
@@ -119,6 +119,47 @@ def test_batch_order_is_a_seeded_permutation(buckets):
     if buckets:  # batches are far more homogeneous than random ones
         spread = np.mean([np.ptp(lengths[x]) for x in a])
         assert spread < 10
+
+
+def _random_sequences(n_users: int, seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(1, 500, size=n) for n in rng.integers(3, 120, size=n_users)]
+
+
+@pytest.mark.parametrize("batch_size", [64, 256])
+@pytest.mark.parametrize("buckets", [True, False])
+def test_onepass_batches_pack_targets_like_prefix_rows(batch_size, buckets):
+    """batch_size counts targets in both forms: steps per epoch agree within 5%, no row is split."""
+    seqs = _random_sequences(3000, 1)
+    one = onepass_examples(seqs, 50, n_items=500)
+    pre = prefix_examples(seqs, 50, n_items=500)
+    one_batches = epoch_batches(one, batch_size, np.random.default_rng(3), buckets)
+    pre_batches = epoch_batches(pre, batch_size, np.random.default_rng(3), buckets)
+    assert abs(len(one_batches) / len(pre_batches) - 1) <= 0.05
+    assert len(pre_batches) == math.ceil(pre.n_targets / batch_size)
+    # every row exactly once (rows are never split), and each batch about batch_size targets
+    assert sorted(np.concatenate(one_batches).tolist()) == list(range(len(one)))
+    per_batch = np.array([row_targets(one)[b].sum() for b in one_batches])
+    assert per_batch.sum() == one.n_targets
+    assert abs(np.median(per_batch) / batch_size - 1) < 0.15
+    assert per_batch.max() <= batch_size + 50  # at most one row (<= max_len targets) over
+
+
+def test_epoch_batches_are_deterministic_per_seed():
+    one = onepass_examples(_random_sequences(500, 2), 50, n_items=500)
+    a = epoch_batches(one, 128, np.random.default_rng([7, 1]))
+    b = epoch_batches(one, 128, np.random.default_rng([7, 1]))
+    c = epoch_batches(one, 128, np.random.default_rng([7, 2]))
+    assert len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not all(len(x) == len(y) and np.array_equal(x, y) for x, y in zip(a, c))
+
+
+def test_a_row_longer_than_the_batch_is_a_batch_of_its_own():
+    lengths = np.array([40, 3, 3, 40])
+    batches = batch_order(lengths, 8, np.random.default_rng(0), buckets=False, targets=lengths)
+    assert sorted(np.concatenate(batches).tolist()) == [0, 1, 2, 3]
+    for b in batches:
+        assert len(b) == 1 or lengths[b].sum() <= 8 + 3
 
 
 def test_make_batch_trims_left_padding():

@@ -9,7 +9,7 @@ import torch
 from sgp4sr.data.load import load_split
 from sgp4sr.data.split import write_split
 from sgp4sr.engine.evaluate import eval_inputs, rank_users
-from sgp4sr.engine.sequences import iterate_batches, training_examples
+from sgp4sr.engine.sequences import epoch_batches, iterate_batches, training_examples
 from sgp4sr.models.base import Batch, SequentialRecommender
 
 
@@ -47,7 +47,7 @@ def test_examples_and_batches_carry_aligned_times():
         # every (item, time) pair in a row is a pair of the user's sequence
         pairs = {(int(i), int(t)) for s, ts in zip(seqs, times) for i, t in zip(s, ts)}
         assert {(int(i), int(t)) for i, t in zip(ex.seq[ex.seq != 0], ex.times[ex.seq != 0])} <= pairs
-        for batch in iterate_batches(ex, 2, np.random.default_rng(0)):
+        for batch in iterate_batches(ex, epoch_batches(ex, 2, np.random.default_rng(0))):
             assert batch.timestamps is not None and batch.timestamps.shape == batch.seq.shape
     assert training_examples(seqs, 3, "onepass", n_items=10).times is None
 

@@ -113,6 +113,7 @@ VARIANTS = [
     {}, {"ablations": ("wo_coo",)}, {"ablations": ("wo_cgc",)}, {"ablations": ("wo_cip",)},
     {"ablations": ("wo_mul",)}, {"ablations": ("wo_c2c",)}, {"shared_encoder": False},
     {"input_layernorm": True}, {"centre_mask": "causal_bug"}, {"centre_chunk": 7}, {"heads": 4},
+    {"centre_scale_power": 0.0}, {"centre_ffn_norm": True}, {"init_scheme": "trunc_normal"},
 ]
 
 
@@ -157,25 +158,26 @@ def test_future_positions_would_leak_without_the_cumulative_mask(monkeypatch):
     assert (leaked - right).abs().max() > 1e-3
 
 
+@pytest.mark.parametrize("ffn_norm", [False, True])  # the code (no LN_f before the feed-forward) / the switch
 @pytest.mark.parametrize("heads", [2, 8])  # 2 x 5 < 16: output map folded into the values; 8 x 5 >= 16: fused SDPA
-def test_centre_step_is_the_layers_attention_over_each_prefix(heads):
+def test_centre_step_is_the_layers_attention_over_each_prefix(heads, ffn_norm):
     from sgp4sr.models.layers import SASRecLayer
     from sgp4sr.models.sgp4sr_centres import centre_key_mask, centre_step
 
     torch.manual_seed(0)
     layer = SASRecLayer(16, heads, 0.0).eval()
+    norm = layer.ffn_norm if ffn_norm else torch.nn.Identity()
     seq = left_pad([[3, 4, 5, 6, 7], [8, 9]], 5)
     rows_b, rows_j = torch.tensor([0, 0, 1]), torch.tensor([1, 4, 4])
     x, z = torch.randn(2, 5, 16), torch.randn(3, 4, 16)
     allowed = centre_key_mask(seq, rows_b, rows_j, 4)
-    got = centre_step(layer, z, x, rows_b, allowed)
+    got = centre_step(layer, z, x, rows_b, allowed, ffn_norm)
     q = layer.attn_norm(z)
-    want = q + layer.attn(q, x[rows_b], x[rows_b], allowed)  # the shared MHA, keys up to position j only
-    want = layer.ffn_norm(want)
+    want = norm(q + layer.attn(q, x[rows_b], x[rows_b], allowed))  # the shared MHA, keys up to position j only
     torch.testing.assert_close(got, want + layer.ffn(want), rtol=1e-4, atol=1e-5)
-    shared = centre_step(layer, z[0], x, rows_b, allowed)  # layer-0 queries, the same for every row
+    shared = centre_step(layer, z[0], x, rows_b, allowed, ffn_norm)  # layer-0 queries, the same for every row
     q0 = layer.attn_norm(z[0]).expand(3, -1, -1)
-    want0 = layer.ffn_norm(q0 + layer.attn(q0, x[rows_b], x[rows_b], allowed))
+    want0 = norm(q0 + layer.attn(q0, x[rows_b], x[rows_b], allowed))
     torch.testing.assert_close(shared, want0 + layer.ffn(want0), rtol=1e-4, atol=1e-5)
 
 
@@ -288,7 +290,8 @@ def test_ablations_read_only_their_inputs():
     torch.testing.assert_close(_scores(ctx, ablations=("wo_c2c",)), _scores(ctx, ablations=("wo_cgc", "wo_cip")))
     # the remaining switches each change the output
     base = _scores(ctx)
-    for kwargs in ({"centre_mask": "causal_bug"}, {"beta": 1.0}, {"alpha": 0.0}, {"input_layernorm": True}):
+    for kwargs in ({"centre_mask": "causal_bug"}, {"beta": 1.0}, {"alpha": 0.0}, {"input_layernorm": True},
+                   {"centre_scale_power": 0.0}, {"centre_ffn_norm": True}, {"init_scheme": "trunc_normal"}):
         assert not torch.allclose(base, _scores(ctx, **kwargs)), kwargs
 
 

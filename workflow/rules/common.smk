@@ -69,7 +69,7 @@ def all_targets():
 # ---- graphs stage: paths and inputs (rules in graphs.smk) ----
 
 
-GRAPH_DEFAULTS = {"knn_k": 10, "mu_m": 2.5, "mu_o": 0.3, "centres": 50}
+GRAPH_DEFAULTS = {"knn_k": 10, "mu_m": 2.5, "mu_o": 0.3, "centres": 50, "kmeans": "code"}
 FUSED_MODALITY = "fused"
 GRAPH_WILDCARDS = {
     "fset": r"clean|[A-Za-z0-9_]+@noise[0-9.]+",

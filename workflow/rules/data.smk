@@ -3,6 +3,7 @@
 # constraints built from the config's dataset names keep the choice unique:
 #   amazon2014 / amazon2018: download -> parse -> filter -> split
 #   demo:                    demo_data -> parse -> filter -> split
+#   recbole:                 (download) -> parse_recbole -> filter -> split
 #   benchmark:               (download) -> import_benchmark
 # and `stats` for every source. Input/params helpers: sgp4sr.data.rules.
 from sgp4sr.data.rules import DEMO_CATEGORY, DataRules
@@ -95,13 +96,38 @@ rule parse:
         " --out-dir results/{wildcards.dataset}/parsed {params.skip}"
 
 
+rule parse_recbole:
+    input:
+        unpack(DATA.recbole_inputs),
+    output:
+        interactions="results/{dataset}/parsed/interactions.parquet",
+        item_meta="results/{dataset}/parsed/items.parquet",
+    wildcard_constraints:
+        dataset=DATA.recbole_datasets,
+    log:
+        "logs/data/{dataset}.parse.log",
+    benchmark:
+        "benchmarks/snakemake/data/{dataset}.parse.tsv"
+    params:
+        args=DATA.recbole_args,
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    conda:
+        "../envs/sgp4sr.yaml"
+    shell:
+        "sgp4sr --log {log} prepare parse-recbole --inter {input.inter:q} {params.args}"
+        " --out-dir results/{wildcards.dataset}/parsed"
+
+
 rule filter:
     input:
         "results/{dataset}/parsed/interactions.parquet",
     output:
         "results/{dataset}/filtered/interactions.parquet",
     wildcard_constraints:
-        dataset=DATA.raw_datasets,
+        dataset=DATA.parsed_datasets,
     log:
         "logs/data/{dataset}.filter.log",
     benchmark:
@@ -125,7 +151,7 @@ rule split:
     output:
         **SPLIT_OUTPUTS,
     wildcard_constraints:
-        dataset=DATA.raw_datasets,
+        dataset=DATA.parsed_datasets,
     log:
         "logs/data/{dataset}.split.log",
     benchmark:

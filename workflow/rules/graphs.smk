@@ -66,6 +66,8 @@ rule centres:
         "logs/graphs/{dataset}/{fset}/{modality}_centres_k{k}_s{seed}.log",
     benchmark:
         "benchmarks/snakemake/graphs/{dataset}/{fset}/{modality}_centres_k{k}_s{seed}.tsv"
+    params:
+        kmeans=lambda wc: graph_settings(wc.dataset)["kmeans"],
     threads: 2
     resources:
         mem_mb=8000,
@@ -74,7 +76,7 @@ rule centres:
         "../envs/sgp4sr.yaml"
     shell:
         "sgp4sr --log {log} graphs centres --features {input.features:q} --k {wildcards.k}"
-        " --seed {wildcards.seed} --threads {threads} --out {output:q}"
+        " --seed {wildcards.seed} --kmeans {params.kmeans} --threads {threads} --out {output:q}"
 
 
 rule graph_summary:

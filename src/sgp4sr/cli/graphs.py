@@ -48,6 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--features", required=True, nargs="+", help="feature .npy; several = fused modality")
     p.add_argument("--k", type=int, required=True, help="number of centres (>= 1)")
     p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--kmeans", choices=("code", "best_of_3"), default="code",  # sgp4sr.graphs.centres.KMEANS
+                   help="MiniBatchKMeans settings: the released code's (default) or best of three starts")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", required=True, help="centres .npz (see sgp4sr.graphs.centres)")
     p.set_defaults(func=run_centres)
@@ -113,7 +115,7 @@ def run_centres(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     features = load_features(args.features)
     with _limit_threads(args.threads):
-        centres = build_centres(features, args.k, args.seed)
+        centres = build_centres(features, args.k, args.seed, kmeans=args.kmeans)
     save_centres(args.out, centres)
     log.info("k=%d centres over %d items, wrote %s (%.1fs)", args.k, features.shape[0] - 1, args.out,
              time.perf_counter() - start)

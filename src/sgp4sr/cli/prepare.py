@@ -35,15 +35,28 @@ def cmd_demo(args: argparse.Namespace) -> None:
     generate_demo(args.out_dir, args.config_json, args.seed, category=args.category)
 
 
+def _write_parsed(out_dir: str, interactions, items) -> None:
+    from sgp4sr.io import write_parquet
+
+    write_parquet(Path(out_dir) / "interactions.parquet", interactions)
+    write_parquet(Path(out_dir) / "items.parquet", items)
+
+
 def cmd_parse(args: argparse.Namespace) -> None:
     from sgp4sr.data.parse import parse_meta, parse_reviews
-    from sgp4sr.io import write_parquet
 
     reviews = parse_reviews(args.reviews, skip_malformed=args.skip_malformed)
     # Only items someone reviewed can survive the k-core: skip decoding the others' metadata.
     meta = parse_meta(args.meta, skip_malformed=args.skip_malformed, keep_asins=set(reviews["item"].unique().tolist()))
-    write_parquet(Path(args.out_dir) / "interactions.parquet", reviews)
-    write_parquet(Path(args.out_dir) / "items.parquet", meta)
+    _write_parsed(args.out_dir, reviews, meta)
+
+
+def cmd_parse_recbole(args: argparse.Namespace) -> None:
+    from sgp4sr.data.recbole import empty_items, parse_inter, parse_items
+
+    interactions = parse_inter(args.inter, args.rating_threshold)
+    items = parse_items(args.item, args.text_fields) if args.item else empty_items()
+    _write_parsed(args.out_dir, interactions, items)
 
 
 def cmd_filter(args: argparse.Namespace) -> None:
@@ -80,7 +93,8 @@ def cmd_stats(args: argparse.Namespace) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("prepare", help="data stage: download, demo, parse, filter, split, stats")
+    parser = subparsers.add_parser("prepare",
+                                   help="data stage: download, demo, parse, parse-recbole, filter, split, stats")
     steps = parser.add_subparsers(dest="step", metavar="STEP")
     steps.required = True
 
@@ -106,6 +120,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out-dir", required=True)
     p.add_argument("--skip-malformed", action="store_true")
     p.set_defaults(func=cmd_parse)
+
+    p = steps.add_parser("parse-recbole", help="RecBole atomic <name>.inter [+ <name>.item] -> parsed/*.parquet")
+    p.add_argument("--inter", required=True, help="<name>.inter: user_id, item_id, timestamp [, rating] fields")
+    p.add_argument("--item", help="<name>.item: item_id and the text fields (omitted: no item text)")
+    p.add_argument("--text-fields", nargs="+", help=".item fields joined into the item text "
+                   "(default: every token/token_seq field but item_id)")
+    p.add_argument("--rating-threshold", type=float, help="keep only interactions rated at least this")
+    p.add_argument("--out-dir", required=True)
+    p.set_defaults(func=cmd_parse_recbole)
 
     p = steps.add_parser("filter", help="drop repeated pairs, iterative k-core")
     p.add_argument("--input", required=True)

@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 from typing import Any, Iterable, Mapping
 from urllib.parse import urlparse
 
 DEMO_CATEGORY = "Demo"  # a demo dataset's raw files are named like a 2014 download of category "Demo"
-RAW_SOURCES = ("amazon2014", "amazon2018", "demo")
+RAW_SOURCES = ("amazon2014", "amazon2018", "demo")  # rule parse: reviews + metadata files
+PARSED_SOURCES = (*RAW_SOURCES, "recbole")  # parsed by parse / parse_recbole, then filter -> split
 
 
 class DataRuleError(ValueError):
@@ -50,6 +52,14 @@ class DataRules:
         return names_regex(self._where(*RAW_SOURCES))
 
     @property
+    def parsed_datasets(self) -> str:
+        return names_regex(self._where(*PARSED_SOURCES))
+
+    @property
+    def recbole_datasets(self) -> str:
+        return names_regex(self._where("recbole"))
+
+    @property
     def demo_datasets(self) -> str:
         return names_regex(self._where("demo"))
 
@@ -67,6 +77,21 @@ class DataRules:
 
     def download_dir(self, dataset: str) -> str:
         return f"{self.resources}/downloads/{dataset}"
+
+    def local_or_download(self, dataset: str, role: str, filename: str) -> str | None:
+        """The downloaded ``files.<role>`` if configured, else ``<path>/<filename>``, else None."""
+        cfg = self.cfg(dataset)
+        entry = cfg.get("files", {}).get(role)
+        if entry:
+            return f"{self.download_dir(dataset)}/{url_basename(entry['url'])}"
+        return f"{cfg['path']}/{filename}" if cfg.get("path") else None
+
+    def optional_file(self, dataset: str, role: str, filename: str) -> str | None:
+        """:meth:`local_or_download` of an optional file: a download always, a local file if it exists."""
+        path = self.local_or_download(dataset, role, filename)
+        if path is not None and (role in self.cfg(dataset).get("files", {}) or os.path.exists(path)):
+            return path
+        return None
 
     def raw_file(self, dataset: str, role: str) -> str:
         """The reviews/meta file of an Amazon or demo dataset in its download folder."""
@@ -128,23 +153,45 @@ class DataRules:
         The train file is optional (the published Clothing split has none):
         without it the valid rows give the training sequences.
         """
-        cfg = self.cfg(wildcards.dataset)
-        files = cfg.get("files", {})
+        ds = wildcards.dataset
         inputs = {}
         for part in ("train", "valid", "test"):
-            if part in files:
-                inputs[part] = f"{self.download_dir(wildcards.dataset)}/{url_basename(files[part]['url'])}"
-            elif cfg.get("path"):
-                path = f"{cfg['path']}/{cfg['name']}.{part}.inter"
-                if part != "train" or os.path.exists(path):
-                    inputs[part] = path
+            find = self.optional_file if part == "train" else self.local_or_download
+            path = find(ds, part, f"{self.cfg(ds)['name']}.{part}.inter")
+            if path is not None:
+                inputs[part] = path
             elif part != "train":
-                raise DataRuleError(f"benchmark dataset {wildcards.dataset!r} needs `path` or files.{part}")
+                raise DataRuleError(f"benchmark dataset {ds!r} needs `path` or files.{part}")
         return inputs
 
     @staticmethod
     def benchmark_train_arg(wildcards, input) -> str:  # noqa: A002 - Snakemake passes `input` by name
         return f"--train {input.train}" if "train" in input.keys() else ""
+
+    def recbole_inputs(self, wildcards) -> dict[str, str]:
+        """inter (required) and item: downloaded ``files`` roles, else ``<path>/<name>.{inter,item}``.
+
+        The item file is optional unless ``text_fields`` asks for it (then a
+        missing one is a missing input, named by Snakemake).
+        """
+        ds, cfg = wildcards.dataset, self.cfg(wildcards.dataset)
+        inter = self.local_or_download(ds, "inter", f"{cfg['name']}.inter")
+        if inter is None:
+            raise DataRuleError(f"recbole dataset {ds!r} needs `path` or files.inter")
+        find = self.local_or_download if cfg.get("text_fields") else self.optional_file
+        item = find(ds, "item", f"{cfg['name']}.item")
+        return {"inter": inter, **({"item": item} if item else {})}
+
+    def recbole_args(self, wildcards, input) -> str:  # noqa: A002 - Snakemake passes `input` by name
+        """``--item``, ``--text-fields`` and ``--rating-threshold`` of ``prepare parse-recbole``, shell-quoted."""
+        cfg = self.cfg(wildcards.dataset)
+        item = getattr(input, "item", None)
+        args = ["--item", item] if item else []
+        if cfg.get("text_fields"):
+            args += ["--text-fields", *cfg["text_fields"]]
+        if cfg.get("rating_threshold") is not None:
+            args += ["--rating-threshold", str(cfg["rating_threshold"])]
+        return " ".join(shlex.quote(str(a)) for a in args)
 
     def paper_stats_json(self, wildcards) -> str:
         return _json(self.cfg(wildcards.dataset).get("paper_stats", {}))

@@ -5,7 +5,8 @@ The rank of the target is ``1 + #{items i != target : score_i >= score_target}``
 rank, not a lucky one). With ``remove_seen`` the items of the input sequence
 are removed from the candidates, except the target itself when it was seen
 before (a repeat purchase stays rankable). Recall@K and NDCG@K follow the spec
-§7 and are averaged over users.
+§7 and are averaged over users. Scores are float32 (spec §4): bf16 keeps 8
+significant bits, so nearby scores would become ties that count against the target.
 """
 
 from __future__ import annotations
@@ -68,11 +69,18 @@ def eval_inputs(train_seqs: Sequence[np.ndarray], valid_items: np.ndarray, which
 def rank_users(model: SequentialRecommender, inputs: Sequence[np.ndarray], targets: np.ndarray, max_len: int,
                batch_size: int, device: torch.device, remove_seen: bool = False,
                item_chunk: int | None = None, autocast: bool = False,
-               times: Sequence[np.ndarray] | None = None) -> np.ndarray:
+               times: Sequence[np.ndarray] | None = None, fp32_scores: bool = True) -> np.ndarray:
     """Ranks (n_users,) of each user's target given their input sequence.
 
     ``times`` (optional) are the inputs' interaction times, passed to the
     model as ``Batch.timestamps`` (time-aware models such as HM4SR).
+
+    ``fp32_scores`` (default) runs the model's forward pass with autocast
+    off, whatever ``autocast`` asks and whatever autocast region encloses the
+    call, so every model's final score matmul is float32 (casting bf16 scores
+    afterwards would keep their ties). ``fp32_scores=False`` restores the
+    earlier path: the whole forward, scores included, under bf16 autocast when
+    ``autocast`` is set (the engine sets it on CUDA).
 
     Users are processed in order of input length so each batch carries little
     padding; the ranks are returned in user order.
@@ -89,7 +97,7 @@ def rank_users(model: SequentialRecommender, inputs: Sequence[np.ndarray], targe
             idx = order[start:start + batch_size]
             batch = make_batch(padded[idx], user=idx, lengths=lengths[idx],
                                times=None if padded_times is None else padded_times[idx]).to(device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast and not fp32_scores):
                 scores = model.full_sort_predict(batch)
             scores = scores.float()
             seen = None

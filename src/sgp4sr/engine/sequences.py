@@ -19,6 +19,11 @@ Two training forms (``train_form``):
   ``max_len - stride + 1`` and at most ``max_len`` items of context (the
   prefix form would give exactly ``min(j, max_len)``).
 
+``training.batch_size`` counts targets, not rows, in both forms: a one-pass
+batch packs whole rows until it holds about ``batch_size`` targets
+(:func:`batch_order`), so both forms take the same number of optimiser steps
+per epoch and a batch size means what it means in the reference framework.
+
 Rows are left padded (index 0) so the newest item is always at position -1,
 and a batch is trimmed to its longest row: models count positions from the
 newest item, so the trimmed padding never changes an output.
@@ -160,24 +165,51 @@ def training_examples(train_seqs: Sequence[np.ndarray], max_len: int, form: str,
 
 
 def batch_order(lengths: np.ndarray, batch_size: int, rng: np.random.Generator,
-                buckets: bool = True, chunk_batches: int = 64) -> list[np.ndarray]:
-    """Shuffled row indices cut into batches.
+                buckets: bool = True, chunk_batches: int = 64,
+                targets: np.ndarray | None = None) -> list[np.ndarray]:
+    """Shuffled row indices cut into batches of about ``batch_size`` training targets.
+
+    ``targets`` is the number of (context, target) examples of each row (None:
+    one per row, as in the prefix form). Rows are never split: in the given
+    order, a row joins the batch in which its middle target falls, so a batch
+    holds ``batch_size`` targets give or take half a row, and an epoch has
+    about ``sum(targets) / batch_size`` optimiser steps whatever the training
+    form (a row with more than ``batch_size`` targets is a batch of its own).
 
     With ``buckets``, rows are shuffled, then sorted by length inside chunks of
-    ``chunk_batches`` batches, and the batches are shuffled again: every epoch
-    still sees a random order and random batch mates, but a batch's rows have
-    similar lengths, so trimming removes most of the padding.
+    about ``chunk_batches`` batches, and the batches are shuffled again: every
+    epoch still sees a random order and random batch mates, but a batch's rows
+    have similar lengths, so trimming removes most of the padding.
     """
-    perm = rng.permutation(len(lengths))
+    n = len(lengths)
+    if targets is None:
+        targets = np.ones(n, dtype=np.int64)
+    targets = np.asarray(targets, dtype=np.int64)
+    perm = rng.permutation(n)
+    if buckets and n:
+        rows_per_batch = max(1, round(batch_size * n / max(int(targets.sum()), 1)))
+        chunk = rows_per_batch * chunk_batches
+        perm = np.concatenate([part[np.argsort(lengths[part], kind="stable")]
+                               for part in np.array_split(perm, range(chunk, n, chunk))])
+    t = targets[perm]
+    middle = np.cumsum(t) - t + t / 2.0
+    batch_id = np.floor(middle / batch_size).astype(np.int64)
+    cuts = np.flatnonzero(np.diff(batch_id)) + 1
+    batches = [b for b in np.split(perm, cuts) if len(b)]
     if not buckets:
-        return [perm[i:i + batch_size] for i in range(0, len(perm), batch_size)]
-    batches: list[np.ndarray] = []
-    chunk = batch_size * chunk_batches
-    for c in range(0, len(perm), chunk):
-        part = perm[c:c + chunk]
-        part = part[np.argsort(lengths[part], kind="stable")]
-        batches.extend(part[i:i + batch_size] for i in range(0, len(part), batch_size))
+        return batches
     return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def row_targets(examples: "Examples") -> np.ndarray:
+    """Training targets per row: 1 for prefix rows, up to ``max_len`` for one-pass rows."""
+    return np.count_nonzero(examples.target, axis=1)
+
+
+def epoch_batches(examples: "Examples", batch_size: int, rng: np.random.Generator,
+                  buckets: bool = True) -> list[np.ndarray]:
+    """One epoch's batches of row indices, each holding about ``batch_size`` targets."""
+    return batch_order(examples.length, batch_size, rng, buckets, targets=row_targets(examples))
 
 
 def make_batch(seq: np.ndarray, target: np.ndarray | None = None, user: np.ndarray | None = None,
@@ -192,8 +224,8 @@ def make_batch(seq: np.ndarray, target: np.ndarray | None = None, user: np.ndarr
     return Batch(seq=seq_t, target=tgt_t, user=user_t, timestamps=times_t)
 
 
-def iterate_batches(examples: Examples, batch_size: int, rng: np.random.Generator,
-                    buckets: bool = True) -> Iterator[Batch]:
-    for idx in batch_order(examples.length, batch_size, rng, buckets):
+def iterate_batches(examples: Examples, batches: Sequence[np.ndarray]) -> Iterator[Batch]:
+    """The :class:`Batch` of each row-index array of ``batches`` (see :func:`epoch_batches`)."""
+    for idx in batches:
         times = None if examples.times is None else examples.times[idx]
         yield make_batch(examples.seq[idx], examples.target[idx], examples.user[idx], examples.length[idx], times)

@@ -22,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 from sgp4sr.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from sgp4sr.engine.sequences import Examples, iterate_batches
+from sgp4sr.engine.sequences import Examples, epoch_batches, iterate_batches
 from sgp4sr.engine.settings import TrainConfig
 from sgp4sr.models.base import SequentialRecommender
 
@@ -44,14 +44,14 @@ def peak_rss_mb() -> float:
 
 
 def train_epoch(model: SequentialRecommender, optimizer: torch.optim.Optimizer, examples: Examples,
-                cfg: TrainConfig, rng: np.random.Generator, device: torch.device, epoch: int) -> float:
-    """One pass over the examples; returns the mean loss per batch."""
+                cfg: TrainConfig, rng: np.random.Generator, device: torch.device, epoch: int) -> tuple[float, int]:
+    """One pass over the examples; returns the mean loss per batch and the number of optimiser steps."""
     model.train()
     total = torch.zeros((), device=device)
     steps = 0
     autocast = device.type == "cuda"
-    n_batches = -(-len(examples) // cfg.batch_size)
-    for batch in tqdm(iterate_batches(examples, cfg.batch_size, rng, cfg.length_buckets), total=n_batches,
+    batches = epoch_batches(examples, cfg.batch_size, rng, cfg.length_buckets)
+    for batch in tqdm(iterate_batches(examples, batches), total=len(batches),
                       desc=f"epoch {epoch}", leave=False, disable=None):
         batch = batch.to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
@@ -64,7 +64,7 @@ def train_epoch(model: SequentialRecommender, optimizer: torch.optim.Optimizer, 
     mean = float(total) / max(steps, 1)
     if not np.isfinite(mean):
         raise FloatingPointError(f"training loss became {mean} in epoch {epoch}; lower the learning rate")
-    return mean
+    return mean, steps
 
 
 def fit(model: SequentialRecommender, examples: Examples, validate: Callable[[], dict[str, float]],
@@ -96,7 +96,8 @@ def fit(model: SequentialRecommender, examples: Examples, validate: Callable[[],
         if stopped:
             break
         t0 = time.perf_counter()
-        loss = train_epoch(model, optimizer, examples, cfg, np.random.default_rng([seed, epoch]), device, epoch)
+        rng = np.random.default_rng([seed, epoch])
+        loss, steps = train_epoch(model, optimizer, examples, cfg, rng, device, epoch)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         t1 = time.perf_counter()
@@ -109,10 +110,10 @@ def fit(model: SequentialRecommender, examples: Examples, validate: Callable[[],
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         else:
             bad += 1
-        history.append({"epoch": epoch, "loss": loss, "train_seconds": t1 - t0, "eval_seconds": t2 - t1,
-                        "examples_per_second": examples.n_targets / max(t1 - t0, 1e-9), "valid": valid})
-        log.info("epoch %d: loss %.4f, valid %s %.4f%s, train %.1fs (%.0f examples/s), eval %.1fs, rss %.0f MB",
-                 epoch, loss, cfg.valid_metric, score, " *" if improved else "", t1 - t0,
+        history.append({"epoch": epoch, "loss": loss, "steps": steps, "train_seconds": t1 - t0,
+                        "eval_seconds": t2 - t1, "examples_per_second": examples.n_targets / max(t1 - t0, 1e-9), "valid": valid})
+        log.info("epoch %d: loss %.4f, valid %s %.4f%s, train %.1fs (%d steps, %.0f examples/s), eval %.1fs, "
+                 "rss %.0f MB", epoch, loss, cfg.valid_metric, score, " *" if improved else "", t1 - t0, steps,
                  examples.n_targets / max(t1 - t0, 1e-9), t2 - t1, peak_rss_mb())
         stopped = bad >= cfg.patience
         if checkpoint is not None:

@@ -151,11 +151,39 @@ class ItemSequenceEmbedding(nn.Module):
         return self.add_positions(self.items(seq) * scale, seq)
 
 
-def init_weights(module: nn.Module, std: float = 0.02) -> None:
-    """Truncated-normal init of linear/embedding weights (RecBole's convention), zero biases."""
+INIT_SCHEMES = ("trunc_normal", "sgp4sr_code")
+
+
+def init_weights(module: nn.Module, std: float = 0.02, scheme: str = "trunc_normal") -> None:
+    """Initialise every ``nn.Linear``, ``nn.Embedding`` and ``nn.LayerNorm`` inside ``module``.
+
+    ``trunc_normal`` (the default, every model but SGP4SR): linear and
+    embedding weights from ``normal(0, std)`` truncated at ``±2 std``. This
+    is the project's own choice (RecBole's ``_init_weights`` draws plain
+    ``normal_``), kept so the baselines' initialisation does not change.
+
+    ``sgp4sr_code``: what the SGP4SR release's ``_init_weights`` leaves on its
+    modules. Linear and embedding weights from plain ``normal(0, std)`` (the
+    attention's output map included); the modules it does not visit keep
+    PyTorch's initialisation: the query/key/value maps are drawn as
+    ``nn.MultiheadAttention``'s packed ``in_proj_weight`` (see
+    :func:`_xavier_in_proj`) and the feed-forward's two maps as the release's
+    ``Conv1d(d, d, kernel_size=1)`` pair, whose default initialisation is
+    ``nn.Linear``'s (kaiming-uniform weights, uniform biases in ``±1/sqrt(d)``).
+
+    Both: other biases zero, embedding padding rows zero (the release also
+    draws its padding row; in SGP4SR that row never reaches an output, since
+    no graph or centre has a padding column and its score is masked),
+    LayerNorm weight 1 and bias 0.
+    """
+    if scheme not in INIT_SCHEMES:
+        raise ValueError(f"init scheme must be one of {INIT_SCHEMES}, got {scheme!r}")
     for m in module.modules():
         if isinstance(m, (nn.Linear, nn.Embedding)):
-            nn.init.trunc_normal_(m.weight, std=std, a=-2 * std, b=2 * std)
+            if scheme == "trunc_normal":
+                nn.init.trunc_normal_(m.weight, std=std, a=-2 * std, b=2 * std)
+            else:
+                nn.init.normal_(m.weight, std=std)
             if isinstance(m, nn.Linear) and m.bias is not None:
                 nn.init.zeros_(m.bias)
             if isinstance(m, nn.Embedding) and m.padding_idx is not None:
@@ -164,3 +192,22 @@ def init_weights(module: nn.Module, std: float = 0.02) -> None:
         elif isinstance(m, nn.LayerNorm):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
+    if scheme == "sgp4sr_code":
+        for m in module.modules():
+            if isinstance(m, MultiHeadAttention):
+                _xavier_in_proj(m)
+            elif isinstance(m, FeedForward):
+                for lin in m.net:
+                    if isinstance(lin, nn.Linear):
+                        lin.reset_parameters()
+
+
+@torch.no_grad()
+def _xavier_in_proj(attn: MultiHeadAttention) -> None:
+    """Query/key/value weights as one xavier-uniform draw of the stacked ``3d x d`` matrix, split in three,
+    and zero biases: ``nn.MultiheadAttention``'s initialisation of its packed ``in_proj``."""
+    projections = (attn.q_proj, attn.k_proj, attn.v_proj)
+    packed = nn.init.xavier_uniform_(torch.cat([proj.weight for proj in projections]))
+    for proj, weight in zip(projections, packed.chunk(3)):
+        proj.weight.copy_(weight)
+        proj.bias.zero_()

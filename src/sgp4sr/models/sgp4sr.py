@@ -23,7 +23,7 @@ from sgp4sr.models.base import (Batch, ModelContext, SequentialRecommender, mask
                                 sparse_to_torch)
 from sgp4sr.models.layers import SASRecLayer, causal_padding_mask, init_weights, position_ids
 from sgp4sr.models.registry import register
-from sgp4sr.models.sgp4sr_centres import CENTRE_MASKS, centre_mix, centre_weights
+from sgp4sr.models.sgp4sr_centres import CENTRE_MASKS, CentreOptions, centre_mix
 
 ABLATIONS = ("wo_coo", "wo_cgc", "wo_cip", "wo_mul", "wo_c2c")
 FUSED = "fused"  # the virtual modality of ``wo_mul`` (concatenated normalised features, built by sgp4sr.graphs)
@@ -63,6 +63,17 @@ class SGP4SR(SequentialRecommender):
       modality branch and the centre attention; False = one stack per branch,
       the centres using their modality's stack, the fused output the ID stack's LayerNorm).
     * ``id_scale_power`` (0.9) / ``modal_scale_power`` (0.5): inputs are scaled by ``d**power``.
+    * ``centre_scale_power`` (0.5, the code): the initial centres ``Z_m = C_m @ T_m``
+      are scaled by ``d**power`` before selection and attention, like the
+      modality inputs; 0 = unscaled (this project's earlier form).
+    * ``centre_dropout`` (True, the code): the embedding dropout is drawn on the
+      initial centres, one mask per output position (the code tiles them per
+      example), before selection and attention; False = no dropout there.
+    * ``centre_ffn_norm`` (False, the code: the centre states go from
+      ``q + MHA(q, x, x)`` straight into the shared feed-forward and its
+      residual); True = ``LN_f`` first, as in the sequence layer.
+    * ``init_scheme`` ('sgp4sr_code', the code's ``_init_weights``; 'trunc_normal' =
+      every linear map truncated normal, see :func:`~sgp4sr.models.layers.init_weights`).
     * ``centre_mask`` ('padding', the fix of §6.4; 'causal_bug' reproduces the released mask).
     * ``eval_gumbel`` (False, the fix of §6.5; True samples Gumbel noise at evaluation too).
     * ``modality_weights`` (None): per-modality weights overriding the defaults
@@ -90,7 +101,9 @@ class SGP4SR(SequentialRecommender):
                  gumbel_tau: float = 1.0, input_layernorm: bool = False, shared_encoder: bool = True,
                  id_scale_power: float = 0.9, modal_scale_power: float = 0.5, centre_mask: str = "padding",
                  eval_gumbel: bool = False, modality_weights: Mapping[str, float] | None = None,
-                 centre_chunk: int = 32768, ablations: Iterable[str] = ()) -> None:
+                 centre_chunk: int = 32768, centre_scale_power: float = 0.5, centre_dropout: bool = True,
+                 centre_ffn_norm: bool = False, init_scheme: str = "sgp4sr_code",
+                 ablations: Iterable[str] = ()) -> None:
         super().__init__(ctx)
         ablations = set(ablations)
         unknown = ablations - set(ABLATIONS)
@@ -107,6 +120,8 @@ class SGP4SR(SequentialRecommender):
         self.beta, self.alpha, self.tau = beta, alpha, gumbel_tau
         self.centre_mask, self.eval_gumbel, self.centre_chunk = centre_mask, eval_gumbel, max(0, int(centre_chunk))
         self.id_scale, self.modal_scale = hidden_size ** id_scale_power, hidden_size ** modal_scale_power
+        self.centre_scale = hidden_size ** centre_scale_power
+        self.centre_dropout, self.centre_ffn_norm = bool(centre_dropout), bool(centre_ffn_norm)
         self.modalities = _pick_modalities(ctx, self.use_graphs, "wo_mul" in ablations)
         defaults = {"image": rho_v, "text": 1.0 - rho_v, FUSED: 1.0, **dict(modality_weights or {})}
         missing = [m for m in self.modalities if m not in defaults]
@@ -134,16 +149,17 @@ class SGP4SR(SequentialRecommender):
         self.stacks = nn.ModuleDict({name: _Stack(hidden_size, layers, heads, dropout, ctx.max_len, input_layernorm)
                                      for name in (["shared"] if shared_encoder else names)})
         self.groups = [("shared", names)] if shared_encoder else [(name, [name]) for name in names]
-        init_weights(self)
+        init_weights(self, scheme=init_scheme)
 
     def _stack(self, branch: str) -> _Stack:
         return self.stacks["shared"] if "shared" in self.stacks else self.stacks[branch]
 
     def _tables(self) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """Per-step item tables: ``E``, ``G_o = W @ E``, each modality's ``T_m`` and centres ``Z_m = C_m @ T_m``.
+        """Per-step item tables: ``E``, ``G_o = W @ E``, each modality's ``T_m`` and initial centres.
 
         ``T_m`` is ``A_m @ E`` (or, for ``wo_cgc``, the mapped features); it is the
-        modality's input table and its scoring table.
+        modality's input table and its scoring table. The initial centres are
+        ``Z_m = C_m @ T_m`` times ``d**centre_scale_power``.
         """
         emb = self.item_embedding.weight
         tables, centres = {}, {}
@@ -155,7 +171,7 @@ class SGP4SR(SequentialRecommender):
                 else:
                     tables[m] = self.feature_maps[str(i)](getattr(self, f"features_{i}"))
                 if self.use_centres:
-                    centres[m] = torch.sparse.mm(getattr(self, f"centres_{i}"), tables[m])
+                    centres[m] = torch.sparse.mm(getattr(self, f"centres_{i}"), tables[m]) * self.centre_scale
         return emb, g_o, tables, centres
 
     def _outputs(self, seq: torch.Tensor, rows_b: torch.Tensor, rows_j: torch.Tensor, one_per_row: bool):
@@ -183,14 +199,14 @@ class SGP4SR(SequentialRecommender):
         h = {name: x[name][rows_b, rows_j] for name in x}
         users = {}
         for m in self.modalities:
-            v = h[m]
+            v, stack = h[m], self._stack(m)
             if self.use_centres:
-                sample = self.training or self.eval_gumbel
-                p = centre_weights(first[m] @ centres[m].T, self.tau, sample)  # (R, k)
-                blocks = [layer for layer in self._stack(m).layers]
-                v = v + self.alpha * centre_mix(blocks, centres[m], p, layer_inputs[m], seq, rows_b, rows_j,
-                                                one_per_row, self.centre_mask, self.centre_chunk)
-            users[m] = self._stack(m).last_norm(v)
+                opts = CentreOptions(mask=self.centre_mask, tau=self.tau, sample=self.training or self.eval_gumbel,
+                                     dropout=stack.dropout if self.centre_dropout else None,
+                                     ffn_norm=self.centre_ffn_norm, chunk_rows=self.centre_chunk)
+                v = v + self.alpha * centre_mix(list(stack.layers), centres[m], first[m], layer_inputs[m], seq,
+                                                rows_b, rows_j, one_per_row, opts)
+            users[m] = stack.last_norm(v)
         fused = self.beta * h[ID] + sum(self.weights[m] * h[m] for m in self.modalities)
         return self._stack(ID).last_norm(fused), users, emb, tables
 

@@ -11,21 +11,46 @@ computation over a list of output positions ``(b, j)`` with a key mask
 to the padding mask, so the two forms agree exactly.
 
 Only positions that need an output are computed (real positions with a
-target), never padding, and the layer-0 queries (the same for every row) are
-projected once.
+target), never padding. The initial centres are the same for every output
+position unless embedding dropout is drawn on them (training, the code's
+default): then each output position gets its own dropped-out copy, as the
+code tiles the centres per example before its dropout. Shared initial
+centres (evaluation) are projected once.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from sgp4sr.models.layers import SASRecLayer, position_ids
 
 CENTRE_MASKS = ("padding", "causal_bug")
+
+
+@dataclass(frozen=True)
+class CentreOptions:
+    """How the centres of one modality are selected and attended (switches of :class:`~sgp4sr.models.sgp4sr.SGP4SR`).
+
+    ``mask``: the :func:`centre_key_mask` mode. ``tau``: selection temperature.
+    ``sample``: Gumbel noise on the selection logits (training, or ``eval_gumbel``).
+    ``dropout``: the embedding dropout drawn on each output position's initial
+    centres before selection and attention (the code's; None = none).
+    ``ffn_norm``: ``LN_f`` before the shared feed-forward (False = the code).
+    ``chunk_rows``: centre rows per checkpointed chunk (0 = one chunk).
+    """
+
+    mask: str = "padding"
+    tau: float = 1.0
+    sample: bool = False
+    dropout: nn.Module | None = None
+    ffn_norm: bool = False
+    chunk_rows: int = 0
 
 
 def centre_key_mask(seq: torch.Tensor, rows_b: torch.Tensor, rows_j: torch.Tensor, k: int,
@@ -58,15 +83,17 @@ def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
 
 
 def centre_step(layer: SASRecLayer, z: torch.Tensor, x: torch.Tensor, rows_b: torch.Tensor | None,
-                allowed: torch.Tensor) -> torch.Tensor:
+                allowed: torch.Tensor, ffn_norm: bool = False) -> torch.Tensor:
     """One ICA layer with the weights of the encoder ``layer`` it shares.
 
     ``z`` (k, d) initial centres (layer 0, the same for every row) or (R, k, d)
     per-row centre states; ``x`` (B, t, d) the layer's sequence input;
     ``rows_b`` (R,) the row of each output position (None: one output per row,
-    R = B); ``allowed`` from :func:`centre_key_mask`. Mirrors the encoder layer
-    so the centres live in the same space: ``q = LN_a(z); z = q + MHA(q, x, x);
-    z = LN_f(z); z = z + FFN(z)``.
+    R = B); ``allowed`` from :func:`centre_key_mask`. As the code:
+    ``q = LN_a(z); z = q + MHA(q, x, x); z = z + FFN(z)`` — its feed-forward
+    holds the residual and is applied without the ``LN_f`` the sequence layer
+    has there. ``ffn_norm`` adds ``z = LN_f(z)`` before the feed-forward
+    (this project's earlier form, mirroring the sequence layer).
     """
     attn = layer.attn
     q = layer.attn_norm(z)
@@ -84,7 +111,8 @@ def centre_step(layer: SASRecLayer, z: torch.Tensor, x: torch.Tensor, rows_b: to
         out = F.scaled_dot_product_attention(queries, keys, values, attn_mask=allowed,
                                              dropout_p=attn.dropout if layer.training else 0.0)
         z = q + attn.out_proj(out.transpose(-3, -2).flatten(-2))  # (R, k, d)
-    z = layer.ffn_norm(z)
+    if ffn_norm:
+        z = layer.ffn_norm(z)
     return z + layer.ffn(z)
 
 
@@ -112,32 +140,56 @@ def _attend_folded(attn, queries: torch.Tensor, keys: torch.Tensor, x: torch.Ten
     return out + attn.out_proj.bias
 
 
-def centre_weights(logits: torch.Tensor, tau: float, sample: bool) -> torch.Tensor:
-    """Soft centre selection: Gumbel-softmax while training, plain softmax (no noise) at evaluation (§6.5)."""
-    if sample:
-        return F.gumbel_softmax(logits, tau=tau, hard=False, dim=-1)
-    return torch.softmax(logits / tau, dim=-1)
+def gumbel_noise(rows: int, k: int, like: torch.Tensor) -> torch.Tensor:
+    """(rows, k) standard Gumbel draws, ``-log(Exp(1))`` as ``F.gumbel_softmax`` draws them.
+
+    Drawn once for all output positions, before any chunking, so chunked and
+    unchunked centre attention see the same noise.
+    """
+    return -torch.empty(rows, k, device=like.device, dtype=like.dtype).exponential_().log()
 
 
-def centre_mix(blocks: Sequence[SASRecLayer], z0: torch.Tensor, p: torch.Tensor, layer_inputs: Sequence[torch.Tensor],
-               seq: torch.Tensor, rows_b: torch.Tensor, rows_j: torch.Tensor, one_per_row: bool, mode: str,
-               chunk_rows: int) -> torch.Tensor:
+def centre_weights(logits: torch.Tensor, tau: float, noise: torch.Tensor | None) -> torch.Tensor:
+    """Soft centre selection ``softmax((logits + noise) / tau)``: with Gumbel ``noise`` this is
+    ``F.gumbel_softmax(logits, tau, hard=False)`` (training); None is the plain softmax of evaluation (§6.5)."""
+    return torch.softmax((logits if noise is None else logits + noise) / tau, dim=-1)
+
+
+def initial_centres(z0: torch.Tensor, rows: int, dropout: nn.Module | None) -> torch.Tensor:
+    """Layer-0 centre states: ``z0`` (k, d) shared by every output position while no dropout is drawn,
+    else each of the ``rows`` output positions' own dropped-out copy (rows, k, d), as the code
+    tiles the centres per example before its embedding dropout."""
+    if dropout is None or not dropout.training or dropout.p == 0:
+        return z0
+    return dropout(z0.expand(rows, -1, -1))
+
+
+def centre_mix(blocks: Sequence[SASRecLayer], z0: torch.Tensor, first: torch.Tensor,
+               layer_inputs: Sequence[torch.Tensor], seq: torch.Tensor, rows_b: torch.Tensor, rows_j: torch.Tensor,
+               one_per_row: bool, opts: CentreOptions) -> torch.Tensor:
     """``p @ Z_u`` (R, d): the user's centre states after every layer, mixed with the selection weights ``p``.
 
-    ``z0`` (k, d) initial centres, ``layer_inputs[l]`` (B, t, d) the modality
-    branch's input to layer ``l``. Output positions are processed in chunks of
-    at most ``chunk_rows`` centre rows (``0``: one chunk); with more than one
-    chunk and gradients on, each chunk is checkpointed, so only its small
+    ``z0`` (k, d) initial centres (already scaled), ``first`` (R, d) the
+    layer-0 modality input at each output position, ``layer_inputs[l]``
+    (B, t, d) the modality branch's input to layer ``l``. ``p`` is the
+    selection over the logits ``first . z`` with ``z`` the output position's
+    initial centres (after their dropout, see :func:`initial_centres`).
+    Output positions are processed in chunks of at most ``opts.chunk_rows``
+    centre rows (``0``: one chunk); with more than one chunk and gradients on,
+    each chunk is checkpointed (its dropout replayed), so only its small
     output (chunk, d) is kept for the backward pass.
     """
     k, total = z0.size(0), rows_b.numel()
-    per_chunk = max(1, chunk_rows // k) if chunk_rows else total
+    noise = gumbel_noise(total, k, first) if opts.sample else None
+    per_chunk = max(1, opts.chunk_rows // k) if opts.chunk_rows else total
     if per_chunk >= total:
-        return _mix_chunk(blocks, seq, rows_b, rows_j, None if one_per_row else rows_b, mode, z0, p, *layer_inputs)
+        return _mix_chunk(blocks, seq, rows_b, rows_j, None if one_per_row else rows_b, opts, z0, first, noise,
+                          *layer_inputs)
     outs = []
     for start in range(0, total, per_chunk):
-        rb, rj = rows_b[start:start + per_chunk], rows_j[start:start + per_chunk]
-        args = (blocks, seq, rb, rj, rb, mode, z0, p[start:start + per_chunk], *layer_inputs)
+        part = slice(start, start + per_chunk)
+        rb, rj = rows_b[part], rows_j[part]
+        args = (blocks, seq, rb, rj, rb, opts, z0, first[part], None if noise is None else noise[part], *layer_inputs)
         if torch.is_grad_enabled():
             outs.append(checkpoint(_mix_chunk, *args, use_reentrant=False))
         else:
@@ -146,10 +198,12 @@ def centre_mix(blocks: Sequence[SASRecLayer], z0: torch.Tensor, p: torch.Tensor,
 
 
 def _mix_chunk(blocks: Sequence[SASRecLayer], seq: torch.Tensor, rows_b: torch.Tensor, rows_j: torch.Tensor,
-               gather: torch.Tensor | None, mode: str, z0: torch.Tensor, p: torch.Tensor,
-               *layer_inputs: torch.Tensor) -> torch.Tensor:
-    allowed = centre_key_mask(seq, rows_b, rows_j, z0.size(0), mode)
-    z = z0
+               gather: torch.Tensor | None, opts: CentreOptions, z0: torch.Tensor, first: torch.Tensor,
+               noise: torch.Tensor | None, *layer_inputs: torch.Tensor) -> torch.Tensor:
+    z = initial_centres(z0, rows_b.numel(), opts.dropout)  # (k, d) or (R, k, d)
+    logits = first @ z.T if z.dim() == 2 else torch.einsum("rd,rkd->rk", first, z)  # (R, k)
+    p = centre_weights(logits, opts.tau, noise)
+    allowed = centre_key_mask(seq, rows_b, rows_j, z0.size(0), opts.mask)
     for block, x in zip(blocks, layer_inputs):
-        z = centre_step(block, z, x, gather, allowed)
+        z = centre_step(block, z, x, gather, allowed, opts.ffn_norm)
     return torch.einsum("rk,rkd->rd", p, z.expand(p.size(0), -1, -1))

@@ -1,0 +1,359 @@
+"""Parity with the reference framework: our engine and RecBole 1.2.1 on the same split files.
+
+For every dataset, model and seed, the same model is trained twice, once by
+our engine and once by RecBole 1.2.1 itself, from the same exported split
+(RecBole's ``benchmark_filename`` layout: every training prefix in
+``<name>.train.inter``, one validation and one test row per user), with the
+same hyper-parameters (:data:`RECBOLE_KEYS` is the one mapping from our
+config keys to RecBole's), the same protocol (full ranking over all items,
+validation Recall@5 for early stopping, the best validation epoch tested)
+and one CPU thread each. Keys RecBole has and we do not (its Transformer's
+``inner_size``, ``hidden_act``, ``layer_norm_eps``) stay at RecBole's own
+defaults: RecBole is run as its users run it. Item features reach RecBole as
+``float_seq`` fields of ``<name>.item`` (``selected_features``), the way its
+SASRecF and FDSA read dense features.
+
+Printed: one Markdown table, per dataset and model, mean ± std over seeds of
+test R@10, N@10, R@50, N@50, seconds per training epoch, the best epoch,
+the wall time to reach it (training + validation up to and including the
+best epoch), the whole run's wall time and peak RSS, and a verdict: ours
+``>= RecBole mean - 1 std`` on R@10 and N@10.
+
+RecBole runs in its own virtualenv (``--venv``; made on first use with
+``recbole==1.2.1`` and the pins it needs: numpy < 2, pandas < 2.2, scipy < 1.13,
+this interpreter's torch version). RecBole turns on autograd anomaly detection
+globally when imported; the runner switches it off again.
+
+Every run writes ``<out>/<dataset>/<framework>/<model>/seed<k>.json`` and is
+skipped when that file exists, so an interrupted benchmark resumes. Example
+(the demo and ml-100k, after ``snakemake --cores 2 results/demo/features/image.npy
+results/demo/features/text.npy`` and the ml-100k config of config/README.md):
+
+    python benchmarks/bench_parity.py \\
+        --data demo=results/demo/data:results/demo/features \\
+        --data ml100k=results/ml100k/data:results/ml100k/features \\
+        --models sasrec,gru4rec,bert4rec,fdsa,sasrecf --seeds 1,2,3 --jobs 2
+
+The authors' Baby split (ID models only): ``--data baby=../shared/data/amazon-baby-paper-split``
+with ``--hidden 300 --models sasrec,bert4rec`` (hours on a CPU: run it in the background).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from bench_baselines import PARAMS  # noqa: E402  (our parameters of each model besides hidden_size)
+
+DEFAULT_VENV = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "sgp4sr-parity" / "recbole-venv"
+RECBOLE_PINS = ["recbole==1.2.1", "numpy<2", "pandas<2.2", "scipy<1.13", "ray<2.10"]
+FEATURE_MODELS = {"fdsa", "sasrecf"}
+METRICS = ("recall@10", "ndcg@10", "recall@50", "ndcg@50")
+
+#: the one mapping from our keys (model parameters and ``training`` keys) to RecBole's config keys
+RECBOLE_KEYS: dict[str, tuple[str, ...]] = {
+    "hidden_size": ("hidden_size", "embedding_size"),
+    "layers": ("n_layers", "num_layers"),
+    "heads": ("n_heads",),
+    "dropout": ("hidden_dropout_prob", "attn_dropout_prob", "dropout_prob"),
+    "mask_ratio": ("mask_ratio",),
+    "batch_size": ("train_batch_size",),
+    "eval_batch_size": ("eval_batch_size",),
+    "lr": ("learning_rate",),
+    "weight_decay": ("weight_decay",),
+    "epochs": ("epochs",),
+    "patience": ("stopping_step",),
+    "max_len": ("MAX_ITEM_LIST_LENGTH",),
+}
+RECBOLE_MODELS = {"sasrec": "SASRec", "gru4rec": "GRU4Rec", "bert4rec": "BERT4Rec", "fdsa": "FDSA",
+                  "sasrecf": "SASRecF"}
+
+
+def recbole_config(model: str, params: dict[str, Any], training: dict[str, Any], features: list[str],
+                   seed: int) -> dict[str, Any]:
+    """RecBole's config dict for one run: mapped keys plus the protocol (benchmark files, CE, full ranking)."""
+    cfg: dict[str, Any] = {}
+    for key, value in {**params, **training}.items():
+        for name in RECBOLE_KEYS.get(key, ()):
+            cfg[name] = value
+    if model == "fdsa":
+        features = [params.get("feature", "text")]
+    cfg.update({
+        "seed": seed, "reproducibility": True, "use_gpu": False, "show_progress": False, "worker": 0,
+        "USER_ID_FIELD": "user_id", "ITEM_ID_FIELD": "item_id", "TIME_FIELD": None, "RATING_FIELD": None,
+        "load_col": {"inter": ["user_id", "item_id_list", "item_id"],
+                     **({"item": ["item_id", *features]} if model in FEATURE_MODELS else {})},
+        "benchmark_filename": ["train", "valid", "test"], "alias_of_item_id": ["item_id_list"],
+        "loss_type": "CE", "train_neg_sample_args": None,
+        "eval_args": {"mode": "full", "order": "TO", "group_by": "user"},
+        "metrics": ["Recall", "NDCG"], "topk": [5, 10, 50], "valid_metric": "Recall@5", "eval_step": 1,
+    })
+    if model in FEATURE_MODELS:
+        cfg["selected_features"] = features
+        cfg["numerical_features"] = features  # RecBole embeds float_seq fields only when listed here
+    return cfg
+
+
+# -- export ---------------------------------------------------------------------------------------------
+def export_split(data: Path, features: Path | None, name: str, out: Path, max_len: int) -> list[str]:
+    """Write ``<name>.{train,valid,test}.inter`` (and ``<name>.item`` with the features); the feature names."""
+    from sgp4sr.data.load import load_split
+
+    split = load_split(data)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def rows(path: Path, pairs: list[tuple[int, np.ndarray, int]]) -> None:
+        with open(path, "w") as f:
+            f.write("user_id:token\titem_id_list:token_seq\titem_id:token\n")
+            for u, hist, target in pairs:
+                f.write(f"u{u}\t{' '.join(f'i{i}' for i in hist[-max_len:])}\ti{target}\n")
+
+    train = [(u, s[:j], int(s[j])) for u, s in enumerate(split.train_seqs) for j in range(1, len(s))]
+    valid = [(u, s, int(v)) for u, (s, v) in enumerate(zip(split.train_seqs, split.valid_items))]
+    test = [(u, np.append(s, v), int(t)) for u, (s, v, t) in
+            enumerate(zip(split.train_seqs, split.valid_items, split.test_items))]
+    rows(out / f"{name}.train.inter", train)
+    rows(out / f"{name}.valid.inter", valid)
+    rows(out / f"{name}.test.inter", test)
+    names = sorted(p.stem for p in features.glob("*.npy") if "@" not in p.stem) if features else []
+    if names:
+        tables = {n: np.load(features / f"{n}.npy") for n in names}
+        with open(out / f"{name}.item", "w") as f:
+            f.write("item_id:token\t" + "\t".join(f"{n}:float_seq" for n in names) + "\n")
+            for i in range(1, split.n_items):
+                cols = "\t".join(" ".join(f"{x:.6g}" for x in tables[n][i]) for n in names)
+                f.write(f"i{i}\t{cols}\n")
+    return names
+
+
+# -- the two runners (each in its own process) ------------------------------------------------------------
+def run_ours(job: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
+    from sgp4sr.engine.run import RunSpec, run_training
+
+    torch.set_num_threads(1)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        features = Path(job["features"]) if job["features"] else None
+        spec = RunSpec(data=Path(job["data"]), out=Path(tmp), model=job["model"], seed=job["seed"],
+                       training=job["training"], model_params=job["params"], features=features,
+                       modalities=job["features_used"] if job["model"] in FEATURE_MODELS else [],
+                       threads=1, dataset=job["dataset"])
+        metrics = run_training(spec)
+    curve = metrics["curve"]
+    best = metrics["best_epoch"]
+    return {"test": {m: metrics["test"][m] for m in METRICS}, "best_epoch": best, "epochs_run": len(curve),
+            "seconds_per_epoch": metrics["seconds_per_epoch"],
+            "time_to_best": sum(h["train_seconds"] + h["eval_seconds"] for h in curve[:best]),
+            "steps_per_epoch": curve[0].get("steps") if curve else None,
+            "curve": [h["valid"][job["training"]["valid_metric"]] for h in curve],
+            "wall_seconds": time.perf_counter() - started, "peak_rss_mb": _peak_rss_mb()}
+
+
+def run_recbole(job: dict[str, Any]) -> dict[str, Any]:
+    import torch
+    from recbole.config import Config
+    from recbole.data import create_dataset, data_preparation
+    from recbole.utils import get_model, get_trainer, init_seed
+
+    torch.autograd.set_detect_anomaly(False)  # RecBole switches it on globally at import
+    torch.set_num_threads(1)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = {**job["recbole"], "data_path": job["export"], "checkpoint_dir": tmp}
+        config = Config(model=RECBOLE_MODELS[job["model"]], dataset=job["dataset"], config_dict=cfg)
+        init_seed(config["seed"], config["reproducibility"])
+        dataset = create_dataset(config)
+        train_data, valid_data, test_data = data_preparation(config, dataset)
+        init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+        model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+        if job["model"] == "sasrecf":
+            _fix_sasrecf_concat(model, len(config["selected_features"]))
+        trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+        epochs: list[dict[str, float]] = []
+        train_epoch, valid_epoch = trainer._train_epoch, trainer._valid_epoch
+
+        def timed_train(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            out = train_epoch(*args, **kwargs)
+            epochs.append({"train": time.perf_counter() - t0})
+            return out
+
+        def timed_valid(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            score, result = valid_epoch(*args, **kwargs)
+            epochs[-1].update(valid=time.perf_counter() - t0, score=float(score))
+            return score, result
+
+        trainer._train_epoch, trainer._valid_epoch = timed_train, timed_valid
+        trainer.fit(train_data, valid_data, saved=True, show_progress=False)
+        test = trainer.evaluate(test_data, load_best_model=True, show_progress=False)
+    scores = [e["score"] for e in epochs]
+    best = int(np.argmax(scores)) + 1  # RecBole keeps the first best epoch too (strictly greater updates)
+    return {"test": {m: float(test[m]) for m in METRICS}, "best_epoch": best, "epochs_run": len(epochs),
+            "seconds_per_epoch": float(np.mean([e["train"] for e in epochs])),
+            "time_to_best": sum(e["train"] + e.get("valid", 0.0) for e in epochs[:best]), "curve": scores,
+            "wall_seconds": time.perf_counter() - started, "peak_rss_mb": _peak_rss_mb()}
+
+
+def _fix_sasrecf_concat(model: Any, n_fields: int) -> None:
+    """RecBole 1.2.1's SASRecF sizes its concat layer as if a ``float_seq`` field gave ``dataset.num(field)``
+    (= 2) vectors, while its feature layer pools each such field to one: the first forward pass fails with a
+    shape error. Re-make the layer at the size the forward pass feeds it, with RecBole's own initialisation."""
+    from torch import nn
+
+    d = model.hidden_size
+    model.concat_layer = nn.Linear(d * (1 + n_fields), d)
+    model._init_weights(model.concat_layer)
+
+
+def _peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+# -- driver -------------------------------------------------------------------------------------------------
+def ensure_venv(venv: Path) -> Path:
+    """The RecBole virtualenv's python, made (with this torch version, so no other build is fetched) if missing."""
+    python = venv / "bin" / "python"
+    if python.exists():
+        return python
+    import torch
+
+    print(f"# creating {venv} with {' '.join(RECBOLE_PINS)}", file=sys.stderr)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    torch_pin = f"torch=={torch.__version__.split('+')[0]}"
+    subprocess.run([str(python), "-m", "pip", "install", "-q", *RECBOLE_PINS, torch_pin], check=True)
+    return python
+
+
+def run_job(job: dict[str, Any], python: str, path: Path) -> dict[str, Any]:
+    if path.exists():
+        return json.loads(path.read_text())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    if job["framework"] == "recbole":
+        env.pop("PYTHONPATH", None)
+        env["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"  # RecBole 1.2.1 reloads its own pickled checkpoint
+    log = path.with_suffix(".log")
+    with open(log, "w") as f:
+        proc = subprocess.run([python, __file__, "--one", json.dumps(job)], stdout=subprocess.PIPE, stderr=f,
+                              text=True, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{job['framework']} {job['model']} seed {job['seed']} on {job['dataset']} failed "
+                           f"(exit {proc.returncode}); see {log}")
+    result = {**json.loads(proc.stdout.strip().splitlines()[-1]), "job": job}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=1))
+    tmp.replace(path)
+    print(f"# {job['dataset']} {job['framework']:7s} {job['model']:8s} seed {job['seed']}: "
+          f"R@10 {result['test']['recall@10']:.4f} N@10 {result['test']['ndcg@10']:.4f} "
+          f"best epoch {result['best_epoch']}/{result['epochs_run']}, {result['seconds_per_epoch']:.1f} s/epoch",
+          file=sys.stderr, flush=True)
+    return result
+
+
+def summarise(results: list[dict[str, Any]]) -> None:
+    def ms(values: list[float], fmt: str = ".4f") -> str:
+        return f"{np.mean(values):{fmt}} ± {np.std(values, ddof=1) if len(values) > 1 else 0.0:{fmt}}"
+
+    print("| dataset | model | framework | seeds | R@10 | N@10 | R@50 | N@50 | s/epoch | best epoch | "
+          "s to best | wall s | peak RSS MB | ours >= RecBole - 1 sd |")
+    print("|" + "---|" * 14)
+    keys = sorted({(r["job"]["dataset"], r["job"]["model"]) for r in results})
+    for ds, model in keys:
+        group = {fw: [r for r in results if r["job"]["dataset"] == ds and r["job"]["model"] == model
+                      and r["job"]["framework"] == fw] for fw in ("ours", "recbole")}
+        verdict = ""
+        if group["ours"] and group["recbole"]:
+            ok = []
+            for m in ("recall@10", "ndcg@10"):
+                ref = [r["test"][m] for r in group["recbole"]]
+                sd = np.std(ref, ddof=1) if len(ref) > 1 else 0.0
+                ok.append(np.mean([r["test"][m] for r in group["ours"]]) >= np.mean(ref) - sd)
+            verdict = "yes" if all(ok) else "**no**"
+        for fw, rows in group.items():
+            if not rows:
+                continue
+            t = {m: [r["test"][m] for r in rows] for m in METRICS}
+            print(f"| {ds} | {model} | {fw} | {len(rows)} | " + " | ".join(ms(t[m]) for m in METRICS) +
+                  f" | {ms([r['seconds_per_epoch'] for r in rows], '.1f')} "
+                  f"| {ms([r['best_epoch'] for r in rows], '.1f')} | {ms([r['time_to_best'] for r in rows], '.0f')} "
+                  f"| {ms([r['wall_seconds'] for r in rows], '.0f')} "
+                  f"| {max(r['peak_rss_mb'] for r in rows):.0f} | {verdict if fw == 'ours' else ''} |")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", action="append", default=[],
+                   help="NAME=SPLIT_DIR[:FEATURES_DIR] (repeatable); a split folder of ours or a benchmark folder")
+    p.add_argument("--models", default="sasrec,gru4rec,bert4rec,fdsa,sasrecf")
+    p.add_argument("--frameworks", default="ours,recbole")
+    p.add_argument("--seeds", default="1,2,3")
+    p.add_argument("--hidden", type=int, default=64)
+    p.add_argument("--epochs", type=int, default=200)
+    p.add_argument("--patience", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=256, help="training targets per step (both frameworks)")
+    p.add_argument("--lr", type=float, default=0.001)
+    p.add_argument("--max-len", type=int, default=50)
+    p.add_argument("--train-form", default="onepass", choices=["onepass", "prefix"], help="our engine's form")
+    p.add_argument("--jobs", type=int, default=1, help="runs side by side (each one thread)")
+    p.add_argument("--venv", type=Path, default=DEFAULT_VENV)
+    p.add_argument("--out", type=Path, default=Path("results/parity"))
+    p.add_argument("--one", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.one:
+        job = json.loads(args.one)
+        result = run_ours(job) if job["framework"] == "ours" else run_recbole(job)
+        print(json.dumps(result))
+        return
+    if not args.data:
+        p.error("give at least one --data NAME=SPLIT_DIR[:FEATURES_DIR]")
+    frameworks = args.frameworks.split(",")
+    python = str(ensure_venv(args.venv)) if "recbole" in frameworks else sys.executable
+    training = {"epochs": args.epochs, "patience": args.patience, "batch_size": args.batch_size, "lr": args.lr,
+                "max_len": args.max_len, "eval_batch_size": 512, "weight_decay": 0.0, "valid_metric": "recall@5",
+                "topk": [5, 10, 50], "train_form": args.train_form, "device": "cpu"}
+    jobs: list[tuple[dict[str, Any], str, Path]] = []
+    for spec in args.data:
+        name, _, paths = spec.partition("=")
+        data, _, features = paths.partition(":")
+        export = args.out / name / "recbole-files"
+        used = export_split(Path(data), Path(features) if features else None, name, export / name, args.max_len)
+        for model in args.models.split(","):
+            if model in FEATURE_MODELS and not used:
+                print(f"# {name}: no features, {model} skipped", file=sys.stderr)
+                continue
+            params = {"hidden_size": args.hidden, **PARAMS[model]}
+            for seed in (int(s) for s in args.seeds.split(",")):
+                for fw in frameworks:
+                    job = {"framework": fw, "dataset": name, "model": model, "seed": seed, "data": data,
+                           "features": features or None, "features_used": used, "params": params,
+                           "training": training,
+                           "export": str(export), "recbole": recbole_config(model, params, training, used, seed)}
+                    jobs.append((job, sys.executable if fw == "ours" else python,
+                                 args.out / name / fw / model / f"seed{seed}.json"))
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        results = list(pool.map(lambda j: run_job(*j), jobs))
+    print(f"# parity: {len(results)} runs; d = {args.hidden}, batch {args.batch_size} targets, lr {args.lr}, "
+          f"max_len {args.max_len}, up to {args.epochs} epochs, patience {args.patience}, our form "
+          f"{args.train_form}, one thread per run, {args.jobs} side by side")
+    summarise(results)
+
+
+if __name__ == "__main__":
+    main()
