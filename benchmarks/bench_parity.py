@@ -251,8 +251,9 @@ def run_job(job: dict[str, Any], python: str, path: Path) -> dict[str, Any]:
         env["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"  # RecBole 1.2.1 reloads its own pickled checkpoint
     log = path.with_suffix(".log")
     with open(log, "w") as f:
-        proc = subprocess.run([python, __file__, "--one", json.dumps(job)], stdout=subprocess.PIPE, stderr=f,
-                              text=True, env=env)
+        # RecBole writes log/ and log_tensorboard/ into its working directory: keep them beside the run
+        proc = subprocess.run([python, str(Path(__file__).resolve()), "--one", json.dumps(job)],
+                              stdout=subprocess.PIPE, stderr=f, text=True, env=env, cwd=path.parent)
     if proc.returncode != 0:
         raise RuntimeError(f"{job['framework']} {job['model']} seed {job['seed']} on {job['dataset']} failed "
                            f"(exit {proc.returncode}); see {log}")
@@ -265,6 +266,22 @@ def run_job(job: dict[str, Any], python: str, path: Path) -> dict[str, Any]:
           f"best epoch {result['best_epoch']}/{result['epochs_run']}, {result['seconds_per_epoch']:.1f} s/epoch",
           file=sys.stderr, flush=True)
     return result
+
+
+def steps_table(datasets: list[tuple[str, Path]], batch_size: int, max_len: int) -> None:
+    """Optimiser steps per epoch of both training forms at ``batch_size`` targets (what RecBole takes too)."""
+    from sgp4sr.data.load import load_split
+    from sgp4sr.engine.sequences import epoch_batches, training_examples
+
+    print("| dataset | targets | prefix rows | one-pass rows | prefix steps | one-pass steps | ratio |")
+    print("|" + "---|" * 7)
+    for name, data in datasets:
+        split = load_split(data)
+        ex = {form: training_examples(split.train_seqs, max_len, form, split.n_items) for form in ("prefix", "onepass")}
+        steps = {form: len(epoch_batches(e, batch_size, np.random.default_rng(0))) for form, e in ex.items()}
+        print(f"| {name} | {ex['prefix'].n_targets:,} | {len(ex['prefix']):,} | {len(ex['onepass']):,} "
+              f"| {steps['prefix']:,} | {steps['onepass']:,} | {steps['onepass'] / steps['prefix']:.3f} |")
+    print()
 
 
 def summarise(results: list[dict[str, Any]]) -> None:
@@ -314,6 +331,7 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=1, help="runs side by side (each one thread)")
     p.add_argument("--venv", type=Path, default=DEFAULT_VENV)
     p.add_argument("--out", type=Path, default=Path("results/parity"))
+    p.add_argument("--steps-only", action="store_true", help="print the steps-per-epoch table and stop")
     p.add_argument("--one", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one:
@@ -323,6 +341,10 @@ def main() -> None:
         return
     if not args.data:
         p.error("give at least one --data NAME=SPLIT_DIR[:FEATURES_DIR]")
+    steps_table([(d.partition("=")[0], Path(d.partition("=")[2].partition(":")[0])) for d in args.data],
+                args.batch_size, args.max_len)
+    if args.steps_only:
+        return
     frameworks = args.frameworks.split(",")
     python = str(ensure_venv(args.venv)) if "recbole" in frameworks else sys.executable
     training = {"epochs": args.epochs, "patience": args.patience, "batch_size": args.batch_size, "lr": args.lr,
@@ -332,7 +354,7 @@ def main() -> None:
     for spec in args.data:
         name, _, paths = spec.partition("=")
         data, _, features = paths.partition(":")
-        export = args.out / name / "recbole-files"
+        export = (args.out / name / "recbole-files").resolve()
         used = export_split(Path(data), Path(features) if features else None, name, export / name, args.max_len)
         for model in args.models.split(","):
             if model in FEATURE_MODELS and not used:
@@ -341,8 +363,10 @@ def main() -> None:
             params = {"hidden_size": args.hidden, **PARAMS[model]}
             for seed in (int(s) for s in args.seeds.split(",")):
                 for fw in frameworks:
-                    job = {"framework": fw, "dataset": name, "model": model, "seed": seed, "data": data,
-                           "features": features or None, "features_used": used, "params": params,
+                    job = {"framework": fw, "dataset": name, "model": model, "seed": seed,
+                           "data": str(Path(data).resolve()),
+                           "features": str(Path(features).resolve()) if features else None,
+                           "features_used": used, "params": params,
                            "training": training,
                            "export": str(export), "recbole": recbole_config(model, params, training, used, seed)}
                     jobs.append((job, sys.executable if fw == "ours" else python,

@@ -256,7 +256,8 @@ def test_engine_training_beats_popularity(name: str) -> None:
     train_seqs = [r[:-2] for r in rows]
     valid, test = np.array([r[-2] for r in rows]), np.array([r[-1] for r in rows])
     overrides, epochs = TRAINING[name]
-    cfg = TrainConfig(epochs=epochs, patience=epochs, batch_size=60, lr=1e-2, max_len=t, device="cpu")
+    # batch_size counts targets: 8 per row here, so batches of about 60 rows (4 steps per epoch)
+    cfg = TrainConfig(epochs=epochs, patience=epochs, batch_size=8 * 60, lr=1e-2, max_len=t, device="cpu")
     model = make_model(name, n_items=n_items, max_len=t, features=make_features(n_items, seed=4),
                        dropout=0.1, hidden_size=32, **overrides)
     cpu = torch.device("cpu")
