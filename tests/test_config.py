@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sgp4sr.config import ConfigError, dataset_model, dataset_training, deep_merge, validate_config
+from sgp4sr.config import (ConfigError, dataset_model, dataset_training, deep_merge, run_training_settings,
+                           validate_config)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,6 +31,7 @@ def paper_config() -> dict:
 def test_shipped_configs_are_valid(default_config):
     validate_config(default_config)
     validate_config(paper_config())
+    validate_config(deep_merge(load("config.yaml"), load("ml100k.yaml")))
 
 
 def test_unknown_key_is_named_with_suggestion(default_config):
@@ -81,4 +83,20 @@ def test_per_dataset_overrides_merge_without_touching_globals(default_config):
 def test_unknown_model_is_named(default_config):
     default_config["run"]["models"] = ["sasrec", "sasrek"]
     with pytest.raises(ConfigError, match=r"unknown model 'sasrek' \(did you mean 'sasrec'\?\)"):
+        validate_config(default_config)
+
+
+def test_model_training_overrides_per_model_then_per_dataset(default_config):
+    default_config["training"]["epochs"] = 10
+    default_config["model_training"] = {"gru4rec": {"epochs": 60, "patience": 10}}
+    default_config["datasets"]["demo"]["model_training"] = {"gru4rec": {"patience": 3}}
+    validate_config(default_config)
+    gru = run_training_settings(default_config, "demo", "gru4rec")
+    assert (gru["epochs"], gru["patience"]) == (60, 3)
+    assert run_training_settings(default_config, "demo", "sasrec")["epochs"] == 10
+    default_config["model_training"] = {"gru4recc": {"epochs": 60}}
+    with pytest.raises(ConfigError, match=r"model_training: unknown model 'gru4recc' \(did you mean 'gru4rec'\?\)"):
+        validate_config(default_config)
+    default_config["model_training"] = {"gru4rec": {"epoch": 60}}
+    with pytest.raises(ConfigError, match="epoch"):
         validate_config(default_config)

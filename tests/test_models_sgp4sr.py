@@ -142,6 +142,23 @@ def test_shapes_pad_and_onepass_equals_prefix(kwargs):
     torch.testing.assert_close(loss, model.calculate_loss(prefix), rtol=1e-5, atol=1e-6)
 
 
+def test_score_terms_add_up_to_the_score():
+    model = build().eval()
+    batch = Batch(left_pad(SEQS))
+    assert model.score_terms() == ("id", "image", "text")
+    full = model.full_sort_predict(batch)
+    parts = []
+    for term in model.score_terms():
+        with model.scoring_only(term):
+            parts.append(model.full_sort_predict(batch)[:, 1:])
+    assert model.score_term is None
+    assert not torch.allclose(parts[0], parts[1])
+    torch.testing.assert_close(sum(parts), full[:, 1:], rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="no score term 'audio'"):
+        with model.scoring_only("audio"):
+            pass
+
+
 def test_future_positions_would_leak_without_the_cumulative_mask(monkeypatch):
     """Control for the test above: letting the centres see every position breaks the equality."""
     import sgp4sr.models.sgp4sr_centres as module
@@ -374,3 +391,5 @@ def test_training_through_the_engine_beats_popularity(tmp_path):
     metrics = run_training(spec)
     baseline = metrics_from_ranks(popular, [10])["recall@10"]
     assert metrics["test"]["recall@10"] > baseline + 0.2, (metrics["test"], baseline)
+    assert sorted(metrics["test_by_score_term"]) == ["id", "image", "text"]
+    assert all(0 <= m["recall@10"] <= 1 for m in metrics["test_by_score_term"].values())

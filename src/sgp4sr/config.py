@@ -76,11 +76,15 @@ def _undefined_names(config: Mapping[str, Any]) -> list[str]:
 
     defined = sorted(config.get("datasets", {}))
     problems = []
-    for model in config["run"].get("models", []):
+    named = [("run.models", m) for m in config["run"].get("models", [])]
+    named += [("model_training", m) for m in config.get("model_training", {})]
+    named += [(f"datasets.{ds}.model_training", m) for ds, cfg in config.get("datasets", {}).items()
+              for m in cfg.get("model_training", {})]
+    for where, model in named:
         if model not in REQUIRES:
             close = difflib.get_close_matches(model, list(REQUIRES), n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
-            problems.append(f"run.models: unknown model '{model}'{hint}; known: {', '.join(sorted(REQUIRES))}")
+            problems.append(f"{where}: unknown model '{model}'{hint}; known: {', '.join(sorted(REQUIRES))}")
     for name in config["run"]["datasets"]:
         if name not in defined:
             close = difflib.get_close_matches(name, defined, n=1)
@@ -155,6 +159,14 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any] | None) -> d
 def dataset_training(config: Mapping[str, Any], dataset: str) -> dict:
     """Engine settings for ``dataset``: global ``training`` overridden per dataset."""
     return deep_merge(config.get("training", {}), config["datasets"][dataset].get("training"))
+
+
+def run_training_settings(config: Mapping[str, Any], dataset: str, model: str) -> dict:
+    """Engine settings of ``model``'s runs on ``dataset``, each later level overriding the earlier:
+    ``training``, ``datasets.<ds>.training``, ``model_training.<model>``, ``datasets.<ds>.model_training.<model>``."""
+    merged = dataset_training(config, dataset)
+    merged = deep_merge(merged, config.get("model_training", {}).get(model))
+    return deep_merge(merged, config["datasets"][dataset].get("model_training", {}).get(model))
 
 
 def dataset_model(config: Mapping[str, Any], dataset: str, model: str) -> dict:

@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 from sgp4sr.config import (ConfigError, dataset_model, dataset_training, pretraining_settings, pretraining_sources,
-                           pretrains, validate_config)
+                           pretrains, run_training_settings, validate_config)
 from sgp4sr.models.registry import model_requires
 from sgp4sr.report.plan import report_targets
 from sgp4sr.variants import format_number, parse_variant
@@ -279,7 +279,7 @@ def iisan_pretrained_arg(wildcards):
 def train_params(wildcards):
     """The resolved run settings as JSON: engine config with the variant's overrides, model hyper-parameters."""
     ds = wildcards.dataset
-    training = {**dataset_training(config, ds), **_variant(wildcards).training_overrides()}
+    training = {**run_training_settings(config, ds, wildcards.model), **_variant(wildcards).training_overrides()}
     model = dataset_model(config, ds, wildcards.model)
     if wildcards.model == "iisan":
         model["hidden_states"] = iisan_cache_file(ds)

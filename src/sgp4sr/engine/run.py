@@ -206,6 +206,10 @@ def run_training(spec: RunSpec, on_epoch_end: Callable[[int], None] | None = Non
     t0 = time.perf_counter()
     valid_ranks, test_ranks = ranks("valid"), ranks("test")
     test_seconds = time.perf_counter() - t0
+    test_terms = {}
+    for term in model.score_terms():  # which term of a summed score carries the ranking
+        with model.scoring_only(term):
+            test_terms[term] = metrics_from_ranks(ranks("test"), cfg.topk)
 
     history = result.history
     train_s = [h["train_seconds"] for h in history]
@@ -214,6 +218,7 @@ def run_training(spec: RunSpec, on_epoch_end: Callable[[int], None] | None = Non
         "best_epoch": result.best_epoch, "epochs_run": len(history), "stopped_early": result.stopped_early,
         "resumed_from_epoch": result.resumed_from,
         "valid": metrics_from_ranks(valid_ranks, cfg.topk), "test": metrics_from_ranks(test_ranks, cfg.topk),
+        "test_by_score_term": test_terms,
         "curve": history,
         "seconds_per_epoch": float(np.mean(train_s)) if train_s else None,
         "eval_seconds": float(np.mean([h["eval_seconds"] for h in history])) if history else None,

@@ -9,8 +9,9 @@ position is always index ``-1``.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Iterator
 
 import numpy as np
 import scipy.sparse as sp
@@ -68,6 +69,24 @@ class SequentialRecommender(nn.Module):
         super().__init__()
         self.n_items = ctx.n_items
         self.max_len = ctx.max_len
+        #: with :meth:`scoring_only`, the one score term :meth:`full_sort_predict` computes (None = all)
+        self.score_term: str | None = None
+
+    def score_terms(self) -> tuple[str, ...]:
+        """Names of the additive terms of the score, for models whose score is a sum (else empty)."""
+        return ()
+
+    @contextmanager
+    def scoring_only(self, term: str) -> Iterator[None]:
+        """Rank by one term of the score alone (diagnostics: which term carries the ranking)."""
+        if term not in self.score_terms():
+            raise ValueError(f"{self.name or type(self).__name__}: no score term {term!r}; "
+                             f"terms: {list(self.score_terms())}")
+        self.score_term = term
+        try:
+            yield
+        finally:
+            self.score_term = None
 
     def calculate_loss(self, batch: Batch) -> torch.Tensor:
         """Scalar training loss of a batch (mean over the positions with a target)."""

@@ -251,12 +251,20 @@ class SGP4SR(SequentialRecommender):
             loss = loss + self.weights[m] * masked_cross_entropy(users[m] @ tables[m].T, y)
         return loss
 
+    def score_terms(self) -> tuple[str, ...]:
+        """``id`` (``u_s E^T``) and one term per modality (``w_m u_m T_m^T``)."""
+        return (ID, *self.modalities)
+
     def full_sort_predict(self, batch: Batch) -> torch.Tensor:
-        """``y = u_s E^T + sum_m w_m u_m T_m^T`` for the next item after each row, as one matmul; PAD -inf."""
+        """``y = u_s E^T + sum_m w_m u_m T_m^T`` for the next item after each row, as one matmul; PAD -inf.
+
+        Under :meth:`scoring_only` only that term of the sum."""
         seq, rows_b, rows_j, _, _ = self._positions(Batch(batch.seq))
         u_s, users, emb, tables = self._outputs(seq, rows_b, rows_j, one_per_row=True)
-        left = torch.cat([u_s, *(self.weights[m] * users[m] for m in self.modalities)], dim=1)
-        right = torch.cat([emb, *(tables[m] for m in self.modalities)], dim=1)
+        terms = [(ID, u_s, emb), *((m, self.weights[m] * users[m], tables[m]) for m in self.modalities)]
+        terms = [t for t in terms if self.score_term in (None, t[0])]
+        left = torch.cat([u for _, u, _ in terms], dim=1)
+        right = torch.cat([table for _, _, table in terms], dim=1)
         return self.mask_padding_scores(left @ right.T)
 
 
