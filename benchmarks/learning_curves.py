@@ -40,6 +40,8 @@ def main() -> None:
     p.add_argument("--results", type=Path, default=Path("results"))
     p.add_argument("--dataset", required=True)
     p.add_argument("--runs", nargs="+", required=True, help="<model>/<variant> folders under runs/")
+    p.add_argument("--vs", help="a <model>/<variant> that every other run is tested against (paired Wilcoxon "
+                                "over users of per-user NDCG@10, averaged over seeds first, as Table 2)")
     args = p.parse_args()
     runs = {run: load(args.results, args.dataset, run) for run in args.runs}
     metric = next((r[0]["config"]["training"]["valid_metric"] for r in runs.values() if r), "recall@5")
@@ -66,6 +68,22 @@ def main() -> None:
         print(f"| {run} | {len(seeds)} | {ms([m['best_epoch'] for m in seeds], '.1f')} "
               f"| {ms([m['epochs_run'] for m in seeds], '.1f')} | {ms([m['seconds_per_epoch'] for m in seeds], '.1f')} | "
               + " | ".join(ms([m["test"][k] for m in seeds]) for k in METRICS) + " |")
+
+    if args.vs:
+        from sgp4sr.report.significance import paired_wilcoxon, seed_averaged_user_metric
+
+        def per_user(run: str):
+            files = sorted((args.results / args.dataset / "runs" / run).glob("seed*/ranks.parquet"))
+            return seed_averaged_user_metric(files, "ndcg@10")
+
+        ref = per_user(args.vs)
+        print(f"\nPaired Wilcoxon vs {args.vs} ({args.dataset}, test NDCG@10 per user, seeds averaged)\n")
+        print("| run | seeds | mean NDCG@10 | ref mean | p |")
+        print("|---|---|---|---|---|")
+        for run, seeds in runs.items():
+            if run != args.vs and seeds:
+                test = paired_wilcoxon(per_user(run), ref)
+                print(f"| {run} | {len(seeds)} | {per_user(run).mean():.4f} | {ref.mean():.4f} | {test['p_value']:.2g} |")
 
     termed = {run: seeds for run, seeds in runs.items() if seeds and seeds[0].get("test_by_score_term")}
     if termed:
