@@ -80,3 +80,20 @@ def test_onepass_loss_equals_the_mean_prefix_loss_without_dropout(name):
 def test_sasrec_rejects_sequences_longer_than_max_len():
     with pytest.raises(ValueError, match="max_len"):
         _model("sasrec").full_sort_predict(Batch(torch.ones(1, MAX_LEN + 1, dtype=torch.long)))
+
+
+def test_gru4rec_initialises_as_recbole_by_default():
+    """RecBole's GRU4Rec: xavier-normal item embeddings (std sqrt(2 / (n + d))), no GRU biases."""
+    cls = get_model_class("gru4rec")
+    ctx = ModelContext(n_items=2001, max_len=8)
+    torch.manual_seed(0)
+    model = cls(ctx, hidden_size=32)
+    std = float(model.items.weight[1:].std())
+    assert abs(std / (2 / (2001 + 32)) ** 0.5 - 1) < 0.05
+    assert float(model.items.weight[0].abs().sum()) == 0.0
+    assert not any("bias" in n for n, _ in model.gru.named_parameters())
+    earlier = cls(ctx, hidden_size=32, init_scheme="trunc_normal")
+    assert float(earlier.items.weight[1:].abs().max()) <= 0.04 + 1e-6  # truncated at 2 std of 0.02
+    assert any("bias" in n for n, _ in earlier.gru.named_parameters())
+    with pytest.raises(ValueError, match="init_scheme"):
+        cls(ctx, init_scheme="xavier")
