@@ -332,6 +332,8 @@ def main() -> None:
     p.add_argument("--venv", type=Path, default=DEFAULT_VENV)
     p.add_argument("--out", type=Path, default=Path("results/parity"))
     p.add_argument("--steps-only", action="store_true", help="print the steps-per-epoch table and stop")
+    p.add_argument("--summary-only", action="store_true",
+                   help="print the table of the runs already in --out (nothing is trained)")
     p.add_argument("--one", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one:
@@ -371,8 +373,11 @@ def main() -> None:
                            "export": str(export), "recbole": recbole_config(model, params, training, used, seed)}
                     jobs.append((job, sys.executable if fw == "ours" else python,
                                  args.out / name / fw / model / f"seed{seed}.json"))
-    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        results = list(pool.map(lambda j: run_job(*j), jobs))
+    if args.summary_only:
+        results = [{**json.loads(path.read_text()), "job": job} for job, _, path in jobs if path.exists()]
+    else:
+        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+            results = list(pool.map(lambda j: run_job(*j), jobs))
     print(f"# parity: {len(results)} runs; d = {args.hidden}, batch {args.batch_size} targets, lr {args.lr}, "
           f"max_len {args.max_len}, up to {args.epochs} epochs, patience {args.patience}, our form "
           f"{args.train_form}, one thread per run, {args.jobs} side by side")
