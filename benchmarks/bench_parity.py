@@ -107,9 +107,10 @@ def recbole_config(model: str, params: dict[str, Any], training: dict[str, Any],
 
 
 # -- export ---------------------------------------------------------------------------------------------
-def export_split(data: Path, features: Path | None, name: str, out: Path, max_len: int) -> list[str]:
-    """Write ``<name>.{train,valid,test}.inter`` (and ``<name>.item`` with the features); the feature names."""
+def export_split(data: Path, features: Path | None, name: str, out: Path, max_len: int) -> None:
+    """Write ``<name>.{train,valid,test}.inter`` (and ``<name>.item`` with the features of ``features``)."""
     from sgp4sr.data.load import load_split
+    from sgp4sr.engine.context import discover_modalities
 
     split = load_split(data)
     out.mkdir(parents=True, exist_ok=True)
@@ -127,7 +128,7 @@ def export_split(data: Path, features: Path | None, name: str, out: Path, max_le
     rows(out / f"{name}.train.inter", train)
     rows(out / f"{name}.valid.inter", valid)
     rows(out / f"{name}.test.inter", test)
-    names = sorted(p.stem for p in features.glob("*.npy") if "@" not in p.stem) if features else []
+    names = discover_modalities(features)
     if names:
         tables = {n: np.load(features / f"{n}.npy") for n in names}
         with open(out / f"{name}.item", "w") as f:
@@ -135,7 +136,6 @@ def export_split(data: Path, features: Path | None, name: str, out: Path, max_le
             for i in range(1, split.n_items):
                 cols = "\t".join(" ".join(f"{x:.6g}" for x in tables[n][i]) for n in names)
                 f.write(f"i{i}\t{cols}\n")
-    return names
 
 
 # -- the two runners (each in its own process) ------------------------------------------------------------
@@ -242,6 +242,7 @@ def ensure_venv(venv: Path) -> Path:
 
 
 def run_job(job: dict[str, Any], python: str, path: Path) -> dict[str, Any]:
+    from sgp4sr.io import write_json
     if path.exists():
         return json.loads(path.read_text())
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -258,9 +259,7 @@ def run_job(job: dict[str, Any], python: str, path: Path) -> dict[str, Any]:
         raise RuntimeError(f"{job['framework']} {job['model']} seed {job['seed']} on {job['dataset']} failed "
                            f"(exit {proc.returncode}); see {log}")
     result = {**json.loads(proc.stdout.strip().splitlines()[-1]), "job": job}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=1))
-    tmp.replace(path)
+    write_json(path, result)
     print(f"# {job['dataset']} {job['framework']:7s} {job['model']:8s} seed {job['seed']}: "
           f"R@10 {result['test']['recall@10']:.4f} N@10 {result['test']['ndcg@10']:.4f} "
           f"best epoch {result['best_epoch']}/{result['epochs_run']}, {result['seconds_per_epoch']:.1f} s/epoch",
@@ -343,6 +342,7 @@ def main() -> None:
         return
     if not args.data:
         p.error("give at least one --data NAME=SPLIT_DIR[:FEATURES_DIR]")
+    from sgp4sr.engine.context import discover_modalities  # the driver runs in our environment
     steps_table([(d.partition("=")[0], Path(d.partition("=")[2].partition(":")[0])) for d in args.data],
                 args.batch_size, args.max_len)
     if args.steps_only:
@@ -357,7 +357,9 @@ def main() -> None:
         name, _, paths = spec.partition("=")
         data, _, features = paths.partition(":")
         export = (args.out / name / "recbole-files").resolve()
-        used = export_split(Path(data), Path(features) if features else None, name, export / name, args.max_len)
+        used = discover_modalities(features or None)
+        if not args.summary_only:  # a summary trains nothing; a running RecBole job may be reading these
+            export_split(Path(data), Path(features) if features else None, name, export / name, args.max_len)
         for model in args.models.split(","):
             if model in FEATURE_MODELS and not used:
                 print(f"# {name}: no features, {model} skipped", file=sys.stderr)

@@ -82,8 +82,9 @@ def main() -> None:
         print("|---|---|---|---|---|")
         for run, seeds in runs.items():
             if run != args.vs and seeds:
-                test = paired_wilcoxon(per_user(run), ref)
-                print(f"| {run} | {len(seeds)} | {per_user(run).mean():.4f} | {ref.mean():.4f} | {test['p_value']:.2g} |")
+                scores = per_user(run)
+                test = paired_wilcoxon(scores, ref)
+                print(f"| {run} | {len(seeds)} | {scores.mean():.4f} | {ref.mean():.4f} | {test['p_value']:.2g} |")
 
     termed = {run: seeds for run, seeds in runs.items() if seeds and seeds[0].get("test_by_score_term")}
     if termed:
