@@ -142,6 +142,7 @@ rule filter:
         "../envs/sgp4sr.yaml"
     shell:
         "sgp4sr --log {log} prepare filter --input {input} --output {output} --kcore {params.kcore}"
+        " --dataset {wildcards.dataset}"
 
 
 rule split:
@@ -156,6 +157,8 @@ rule split:
         "logs/data/{dataset}.split.log",
     benchmark:
         "benchmarks/snakemake/data/{dataset}.split.tsv"
+    params:
+        unseen=DATA.unseen_targets,
     threads: 1
     resources:
         mem_mb=4000,
@@ -164,7 +167,7 @@ rule split:
         "../envs/sgp4sr.yaml"
     shell:
         "sgp4sr --log {log} prepare split --interactions {input.interactions} --items {input.item_meta}"
-        " --out-dir results/{wildcards.dataset}/data"
+        " --out-dir results/{wildcards.dataset}/data --unseen-targets {params.unseen}"
 
 
 rule import_benchmark:
@@ -180,6 +183,7 @@ rule import_benchmark:
         "benchmarks/snakemake/data/{dataset}.import_benchmark.tsv"
     params:
         train=DATA.benchmark_train_arg,
+        unseen=DATA.unseen_targets,
     threads: 1
     resources:
         mem_mb=4000,
@@ -188,7 +192,7 @@ rule import_benchmark:
         "../envs/sgp4sr.yaml"
     shell:
         "sgp4sr --log {log} prepare import-benchmark {params.train} --valid {input.valid:q}"
-        " --test {input.test:q} --out-dir results/{wildcards.dataset}/data"
+        " --test {input.test:q} --out-dir results/{wildcards.dataset}/data --unseen-targets {params.unseen}"
 
 
 rule stats:

@@ -62,10 +62,15 @@ def cmd_parse_recbole(args: argparse.Namespace) -> None:
 def cmd_filter(args: argparse.Namespace) -> None:
     import pandas as pd
 
-    from sgp4sr.data.kcore import filter_interactions
+    from sgp4sr.data.kcore import KCoreError, filter_interactions
     from sgp4sr.io import write_parquet
 
-    write_parquet(args.output, filter_interactions(pd.read_parquet(args.input), args.kcore))
+    setting = f"datasets.{args.dataset}.kcore" if args.dataset else "kcore"
+    try:
+        filtered = filter_interactions(pd.read_parquet(args.input), args.kcore, setting=setting)
+    except KCoreError as exc:
+        raise KCoreError(f"{args.input}: {exc}") from None
+    write_parquet(args.output, filtered)
 
 
 def cmd_split(args: argparse.Namespace) -> None:
@@ -74,13 +79,13 @@ def cmd_split(args: argparse.Namespace) -> None:
     from sgp4sr.data.split import write_split
 
     meta = pd.read_parquet(args.items) if args.items else None
-    write_split(args.out_dir, pd.read_parquet(args.interactions), meta)
+    write_split(args.out_dir, pd.read_parquet(args.interactions), meta, args.unseen_targets)
 
 
 def cmd_import_benchmark(args: argparse.Namespace) -> None:
     from sgp4sr.data.benchmark import import_benchmark
 
-    import_benchmark(args.train, args.valid, args.test, args.out_dir)
+    import_benchmark(args.train, args.valid, args.test, args.out_dir, args.unseen_targets)
 
 
 def cmd_stats(args: argparse.Namespace) -> None:
@@ -90,6 +95,12 @@ def cmd_stats(args: argparse.Namespace) -> None:
     stats = compute_stats(args.data_dir, args.paper_json or None)
     write_json(args.output, stats)
     log.info("stats: %s", {k: v for k, v in stats.items() if k not in ("convention", "paper")})
+
+
+def _unseen_targets_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--unseen-targets", choices=("keep", "drop"), default="keep",
+                        help="datasets.<ds>.unseen_targets: keep (counted, logged) or drop the users whose "
+                        "validation/test item is in no training sequence")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -134,12 +145,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--input", required=True)
     p.add_argument("--output", required=True)
     p.add_argument("--kcore", type=int, default=5)
+    p.add_argument("--dataset", help="dataset name, to name its config key datasets.<ds>.kcore in errors")
     p.set_defaults(func=cmd_filter)
 
     p = steps.add_parser("split", help="chronological leave-one-out -> data/ folder")
     p.add_argument("--interactions", required=True)
     p.add_argument("--items", help="parsed items.parquet (metadata); omitted: empty metadata")
     p.add_argument("--out-dir", required=True)
+    _unseen_targets_arg(p)
     p.set_defaults(func=cmd_split)
 
     p = steps.add_parser("import-benchmark", help="RecBole benchmark atomic files -> data/ folder")
@@ -147,6 +160,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--valid", required=True)
     p.add_argument("--test", required=True)
     p.add_argument("--out-dir", required=True)
+    _unseen_targets_arg(p)
     p.set_defaults(func=cmd_import_benchmark)
 
     p = steps.add_parser("stats", help="Table 1 row of a data folder")

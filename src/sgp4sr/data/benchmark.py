@@ -6,6 +6,10 @@ rebuilt as training + validation + test, and the folder is written by the
 same code as our own splits. Tokens are kept; timestamps are positions
 (the files carry no times), so the chronological leave-one-out split gives
 back exactly the published split. Item metadata columns are empty strings.
+
+A published split may hold validation / test items that occur in no training
+sequence (an ID model can never rank them right): their users are counted and
+logged here and in ``stats.json``; ``unseen_targets: drop`` removes them.
 """
 
 from __future__ import annotations
@@ -38,12 +42,17 @@ def split_to_frame(data: SplitData) -> pd.DataFrame:
     })
 
 
-def import_benchmark(train: str | Path | None, valid: str | Path, test: str | Path, out_dir: str | Path) -> pd.DataFrame:
-    """Check the three atomic files and write ``out_dir`` as a regular data folder."""
+def import_benchmark(train: str | Path | None, valid: str | Path, test: str | Path, out_dir: str | Path,
+                     unseen: str = "keep") -> pd.DataFrame:
+    """Check the three atomic files and write ``out_dir`` as a regular data folder.
+
+    ``unseen`` is the ``unseen_targets`` policy: ``keep`` the users whose
+    validation / test item is in no training sequence (counted, logged) or ``drop`` them.
+    """
     files = {"train": Path(train) if train else None, "valid": Path(valid), "test": Path(test)}
     data = load_split_files(files)
     frame = split_to_frame(data)
     repeats = frame.duplicated(["user", "item"]).sum()
     if repeats:
         log.warning("%d repeated user-item event(s) kept as published", repeats)
-    return write_split(out_dir, frame, None)
+    return write_split(out_dir, frame, None, unseen)

@@ -4,7 +4,12 @@ The 2014 dumps are Python-literal lines (``{'asin': ...}``, readable with
 ``ast.literal_eval`` but not ``json``); the 2018 ones are strict JSON with other
 field names. Both are read line by line (the metadata files are large) and a
 bad line stops the run with its file and line number, unless the config says
-``skip_malformed: true``, in which case the count is logged.
+``skip_malformed: true``, in which case the count is logged. Lines are read as
+bytes and decoded one at a time, so a byte that is not UTF-8 is a malformed
+line like any other (file, line and column; skipped and counted with
+``skip_malformed``). A file that cannot be read at all - empty (0 bytes), not
+gzip although named ``.gz``, or a truncated download - fails naming the file
+(and, when truncated, the last line read) whatever ``skip_malformed`` says.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import gzip
 import json
 import logging
 import re
+import zlib
 from pathlib import Path
 from typing import Any, Collection, Iterator
 
@@ -23,15 +29,45 @@ import pandas as pd
 log = logging.getLogger(__name__)
 
 REVIEW_KEYS = ("reviewerID", "asin", "unixReviewTime")
-_ASIN = re.compile(r"""['"]asin['"]\s*:\s*['"]([^'"]*)['"]""")
+_ASIN = re.compile(rb"""['"]asin['"]\s*:\s*['"]([^'"]*)['"]""")
 
 
 class ParseError(ValueError):
     """A raw line cannot be read; the message names the file and line."""
 
 
-def _open(path: Path):
-    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
+def iter_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """``(line number, raw bytes)`` of a plain or ``.gz`` file; unreadable files raise :class:`ParseError`.
+
+    Reading stops with the file's name when it is empty, is not gzip data
+    although named ``.gz``, or ends inside the compressed stream (a
+    truncated download), which also names the last line read.
+    """
+    if path.stat().st_size == 0:
+        raise ParseError(f"{path}: the file is empty (0 bytes); download or generate it again")
+    lineno = 0
+    try:
+        with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as fh:
+            for lineno, line in enumerate(fh, start=1):
+                yield lineno, line
+    except gzip.BadGzipFile as exc:
+        what = "is not a gzip file although named .gz" if lineno == 0 else f"has corrupt gzip data after line {lineno}"
+        raise ParseError(f"{path}: {what} ({exc})") from None
+    except EOFError:
+        raise ParseError(f"{path}: truncated gzip file: the compressed data ends after line {lineno} "
+                         "(an incomplete download?)") from None
+    except zlib.error as exc:
+        raise ParseError(f"{path}: corrupt gzip data after line {lineno} ({exc})") from None
+
+
+def decode_line(raw: bytes, path: Path, lineno: int) -> str:
+    """UTF-8 text of one raw line; a bad byte raises :class:`ParseError` naming file, line and column."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        shown = raw[:120].decode("utf-8", "backslashreplace")
+        raise ParseError(f"{path}:{lineno}: not valid UTF-8 (byte {raw[exc.start:exc.start + 1]!r} at column "
+                         f"{exc.start + 1}: {exc.reason}): {shown!r}") from None
 
 
 def _decode(line: str) -> Any:
@@ -47,56 +83,81 @@ def iter_records(
     skip_malformed: bool = False,
     required: tuple[str, ...] = (),
     keep_asins: Collection[str] | None = None,
+    counts: dict[str, int] | None = None,
 ) -> Iterator[dict]:
     """Yield each line's dict; malformed lines raise :class:`ParseError` or are counted and skipped.
 
     With ``keep_asins``, lines whose ASIN (found by a cheap regex before the
     costly decode) is not in it are passed over undecoded: the Clothing
     metadata has 1.5M lines of which ~23k items survive the 5-core.
+    ``counts``, when given, receives ``lines`` (non-blank), ``skipped`` and
+    ``undecodable`` (of the skipped, those not valid UTF-8).
     """
     path = Path(path)
-    skipped = 0
-    with _open(path) as fh:
-        for lineno, line in enumerate(fh, start=1):
-            line = line.strip()
-            if not line:
+    tally = counts if counts is not None else {}
+    tally.update(lines=0, skipped=0, undecodable=0)
+    for lineno, raw in iter_lines(path):
+        raw = raw.strip()
+        if not raw:
+            continue
+        tally["lines"] += 1
+        if keep_asins is not None:
+            found = _ASIN.search(raw)
+            if found and found.group(1).decode("utf-8", "replace") not in keep_asins:
                 continue
-            if keep_asins is not None:
-                found = _ASIN.search(line)
-                if found and found.group(1) not in keep_asins:
-                    continue
-            try:
-                record = _decode(line)
-                if not isinstance(record, dict):
-                    raise ValueError(f"expected a dict, got {type(record).__name__}")
-                missing = [k for k in required if record.get(k) in (None, "")]
-                if missing:
-                    raise ValueError(f"missing field(s) {', '.join(missing)}")
-            except (ValueError, SyntaxError, MemoryError, RecursionError) as exc:
-                if not skip_malformed:
-                    raise ParseError(f"{path}:{lineno}: malformed line ({exc}): {line[:120]!r}") from None
-                skipped += 1
-                continue
-            yield record
-    if skipped:
-        log.warning("%s: skipped %d malformed line(s)", path, skipped)
+        try:
+            line = decode_line(raw, path, lineno)
+        except ParseError:
+            if not skip_malformed:
+                raise
+            tally["skipped"] += 1
+            tally["undecodable"] += 1
+            continue
+        try:
+            record = _decode(line)
+            if not isinstance(record, dict):
+                raise ValueError(f"expected a dict, got {type(record).__name__}")
+            missing = [k for k in required if record.get(k) in (None, "")]
+            if missing:
+                raise ValueError(f"missing field(s) {', '.join(missing)}")
+        except (ValueError, SyntaxError, MemoryError, RecursionError) as exc:
+            if not skip_malformed:
+                raise ParseError(f"{path}:{lineno}: malformed line ({exc}): {line[:120]!r}") from None
+            tally["skipped"] += 1
+            continue
+        yield record
+    if tally["skipped"]:
+        log.warning("%s: skipped %d malformed line(s), %d of them not valid UTF-8", path, tally["skipped"],
+                    tally["undecodable"])
 
 
 def parse_reviews(path: str | Path, *, skip_malformed: bool = False) -> pd.DataFrame:
-    """Interactions in file order: ``user, item`` (str), ``timestamp`` (int64), ``rating`` (float32, NaN if absent)."""
+    """Interactions in file order: ``user, item`` (str), ``timestamp`` (int64), ``rating`` (float32, NaN if absent).
+
+    A file that yields no review at all raises :class:`ParseError` naming it:
+    every later step would only find an empty table.
+    """
     users, items, times, ratings = [], [], [], []
-    for rec in iter_records(path, skip_malformed=skip_malformed, required=REVIEW_KEYS):
+    counts: dict[str, int] = {}
+    bad_values = 0
+    for rec in iter_records(path, skip_malformed=skip_malformed, required=REVIEW_KEYS, counts=counts):
         try:
             ts = int(rec["unixReviewTime"])
             rating = float(rec["overall"]) if rec.get("overall") is not None else np.nan
         except (TypeError, ValueError) as exc:
             if not skip_malformed:
                 raise ParseError(f"{path}: review of {rec.get('reviewerID')!r} on {rec.get('asin')!r}: {exc}") from None
+            bad_values += 1
             continue
         users.append(str(rec["reviewerID"]))
         items.append(str(rec["asin"]))
         times.append(ts)
         ratings.append(rating)
+    if bad_values:
+        log.warning("%s: skipped %d review(s) with a non-numeric time or rating", path, bad_values)
+    if not users:
+        raise ParseError(f"{path}: no reviews read ({counts['lines']} non-blank line(s), "
+                         f"{counts['skipped'] + bad_values} skipped as malformed)")
     frame = pd.DataFrame({
         "user": pd.Series(users, dtype=object),
         "item": pd.Series(items, dtype=object),

@@ -146,6 +146,9 @@ def parse_inter(path: str | Path, rating_threshold: float | None = None) -> pd.D
         log.info("%s: kept %d of %d interactions rated >= %g", atomic.path, int(kept.sum()), len(frame),
                  rating_threshold)
         frame = frame[kept].reset_index(drop=True)
+    if frame.empty:
+        why = f" rated >= {rating_threshold} (rating_threshold)" if rating_threshold is not None else ""
+        raise ParseError(f"{atomic.path}: no interactions{why}; every later step would find an empty table")
     log.info("%s: %d interactions", atomic.path, len(frame))
     return frame
 

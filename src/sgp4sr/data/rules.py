@@ -147,6 +147,10 @@ class DataRules:
     def kcore(self, wildcards) -> int:
         return int(self.cfg(wildcards.dataset).get("kcore", 5))
 
+    def unseen_targets(self, wildcards) -> str:
+        """``keep`` (default, the paper's protocol) or ``drop`` users whose valid/test item is unseen in training."""
+        return str(self.cfg(wildcards.dataset).get("unseen_targets", "keep"))
+
     def benchmark_inputs(self, wildcards) -> dict[str, str]:
         """train/valid/test: downloaded ``files`` roles, else ``<path>/<name>.<part>.inter``.
 

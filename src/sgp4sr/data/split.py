@@ -6,6 +6,11 @@ order must not depend on the sort algorithm). Last item = test, second last
 = validation, the rest = training. Users with fewer than 3 interactions
 cannot be split this way and are dropped (never happens after a k-core with
 k >= 3). Index mapping follows :mod:`sgp4sr.data.ids`.
+
+Users whose validation or test item occurs in no training event are counted
+and logged; config ``unseen_targets: drop`` removes them (repeatedly: a
+removed user's training events may have been the only sight of another
+user's target), ``keep`` (the default, the paper's protocol) leaves them.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import pandas as pd
 
 from sgp4sr.data.ids import item_index, token_array, user_index
 from sgp4sr.data.load import INTER_HEADER
+from sgp4sr.data.stats import UNSEEN_POLICIES, unseen_targets
 from sgp4sr.io import atomic_path, write_parquet
 
 log = logging.getLogger(__name__)
@@ -56,6 +62,34 @@ def order_and_split(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int], 
     return out, users, items
 
 
+def split_with_unseen_policy(frame: pd.DataFrame, unseen: str = "keep") -> tuple[pd.DataFrame, dict, dict]:
+    """:func:`order_and_split`, counting users with unseen targets and, with ``unseen="drop"``, removing them."""
+    if unseen not in UNSEEN_POLICIES:
+        raise ValueError(f"unseen_targets must be one of {', '.join(UNSEEN_POLICIES)}, got {unseen!r}")
+    dropped = 0
+    while True:
+        table, users, items = order_and_split(frame)
+        found = unseen_targets(table["user_idx"], table["item_idx"], table["part"])
+        bad = np.union1d(found["valid"], found["test"])
+        if not len(bad):
+            if not dropped:
+                log.info("every validation and test item occurs in some training sequence")
+            break
+        log.warning("%d user(s) have a test item and %d a validation item never seen in training: %s",
+                    len(found["test"]), len(found["valid"]),
+                    "dropped (unseen_targets: drop)" if unseen == "drop" else "kept (unseen_targets: keep)")
+        if unseen == "keep":
+            break
+        tokens = token_array(users, len(users))[bad]
+        frame = frame[~frame["user"].isin(tokens)]
+        dropped += len(bad)
+        if frame.empty:
+            raise ValueError(f"unseen_targets=drop removed every user ({dropped}); nothing to split")
+    if dropped:
+        log.info("unseen_targets=drop removed %d user(s) in all", dropped)
+    return table, users, items
+
+
 def _write_inter(path: Path, rows) -> None:
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as fh:
         fh.write(INTER_HEADER + "\n")
@@ -81,10 +115,14 @@ def write_inter_files(out_dir: Path, table: pd.DataFrame, item_tokens: np.ndarra
     _write_inter(out_dir / "test.inter", test_rows)
 
 
-def write_split(out_dir: str | Path, frame: pd.DataFrame, meta: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Split ``frame`` (user, item, timestamp[, rating]) and write the whole data folder."""
+def write_split(out_dir: str | Path, frame: pd.DataFrame, meta: pd.DataFrame | None = None,
+                unseen: str = "keep") -> pd.DataFrame:
+    """Split ``frame`` (user, item, timestamp[, rating]) and write the whole data folder.
+
+    ``unseen`` is the ``unseen_targets`` policy (:func:`split_with_unseen_policy`).
+    """
     out_dir = Path(out_dir)
-    table, users, items = order_and_split(frame)
+    table, users, items = split_with_unseen_policy(frame, unseen)
     user_tokens = token_array(users, len(users))
     item_tokens = token_array(items, len(items) + 1)
 
