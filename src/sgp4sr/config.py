@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -97,17 +98,58 @@ def _undefined_names(config: Mapping[str, Any]) -> list[str]:
 
 #: models with a cross-domain pre-training stage (sgp4sr.engine.pretrain)
 PRETRAINABLE = ("missrec", "unisrec")
-#: the ``pretraining`` block's defaults (the schema and config/README.md document the same values)
-PRETRAINING_DEFAULTS: dict[str, Any] = {
-    "models": [], "sources": None, "epochs": 10, "batch_size": 1024, "lr": 0.001, "weight_decay": 0.0,
-    "seq_seq_weight": 0.001, "item_drop_ratio": 0.2, "freeze_encoder": True, "device": "auto", "seed": None,
-    "model_overrides": {"missrec": {"interest_ratio": 0.02}},
-}
+
+
+@functools.lru_cache(maxsize=None)
+def _schema_defaults(schema_path: str, node: str) -> dict:
+    schema = load_schema(schema_path)
+
+    def resolve(spec: Mapping[str, Any]) -> Mapping[str, Any]:
+        while "$ref" in spec:  # only local "#/$defs/<name>" references occur in the schema
+            spec = {**schema["$defs"][spec["$ref"].rsplit("/", 1)[-1]], **{k: v for k, v in spec.items() if k != "$ref"}}
+        return spec
+
+    def collect(spec: Mapping[str, Any]) -> dict:
+        out = {}
+        for key, sub in resolve(spec).get("properties", {}).items():
+            sub = resolve(sub)
+            if "default" in sub:
+                out[key] = sub["default"]
+            elif sub.get("type") == "object" and "properties" in sub:
+                nested = collect(sub)
+                if nested:
+                    out[key] = nested
+        return out
+
+    if node == "":
+        return collect(schema)
+    if node not in schema.get("$defs", {}):
+        raise ConfigError(f"{schema_path}: no $defs/{node} in the config schema")
+    return collect(schema["$defs"][node])
+
+
+def schema_defaults(node: str = "", schema_path: str | Path | None = None) -> dict:
+    """The schema's ``default`` values under ``$defs/<node>`` (``""``: the top level), nested objects included.
+
+    The schema is the one place a default is written down; code that needs one asks here.
+    """
+    return copy.deepcopy(_schema_defaults(str(schema_path or DEFAULT_SCHEMA), node))
+
+
+def config_seed(config: Mapping[str, Any]) -> int:
+    """The config's ``seed`` (the schema's default when absent)."""
+    return int(config.get("seed", schema_defaults()["seed"]))
+
+
+def __getattr__(name: str) -> Any:
+    if name == "PRETRAINING_DEFAULTS":  # read from the schema on first use, not at import
+        return schema_defaults("pretraining")
+    raise AttributeError(f"module 'sgp4sr.config' has no attribute {name!r}")
 
 
 def pretraining_settings(config: Mapping[str, Any]) -> dict:
     """The ``pretraining`` block over its defaults (``model_overrides`` merge per model)."""
-    return deep_merge(PRETRAINING_DEFAULTS, config.get("pretraining"))
+    return deep_merge(schema_defaults("pretraining"), config.get("pretraining"))
 
 
 def pretraining_sources(config: Mapping[str, Any], target: str) -> list[str]:

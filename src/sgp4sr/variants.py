@@ -18,9 +18,17 @@ of the same run cannot become two jobs.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable
 
+from sgp4sr.layout import CLEAN, format_number
+
+#: SGP4SR's ablations (spec §4); models/sgp4sr.py implements them
 ABLATIONS = ("wo_coo", "wo_cgc", "wo_cip", "wo_mul", "wo_c2c")
+#: inputs an ablation leaves unread: w/o CGC has no modal graphs (it maps the features), w/o CIP no
+#: interest centres, w/o C2C neither
+ABLATION_DROPS = {"wo_cgc": {"modal_graphs"}, "wo_cip": {"centres"}, "wo_c2c": {"modal_graphs", "centres"}}
+#: graph settings (dataset ``graphs`` keys) each input role is built from, in file names
+GRAPH_KEYS_OF = {"modal_graphs": ("knn_k", "mu_m", "mu_o"), "centres": ("centres",)}
 
 # key -> (where it applies, type). "training" keys override the engine config,
 # "graphs" keys the dataset's graph settings, "fset" selects the feature set.
@@ -44,7 +52,19 @@ class Variant:
 
     @property
     def fset(self) -> str:
-        return self.params.get("fset", "clean")
+        return self.params.get("fset", CLEAN)
+
+    def requires(self, base: Iterable[str]) -> tuple[str, ...]:
+        """A model's ``requires`` roles less those its ablations do not read (in ``base`` order)."""
+        dropped = set().union(*(ABLATION_DROPS.get(a, set()) for a in self.ablations))
+        return tuple(role for role in base if role not in dropped)
+
+    def run_graph_settings(self, base: dict, requires: Iterable[str]) -> dict:
+        """The graph settings a run reads, after this variant's overrides: the modal-graph keys when it
+        reads modal graphs, ``centres`` when it reads centres (k = 0: none), nothing else."""
+        settings = self.graph_settings(base)
+        keys = [key for role in self.requires(requires) for key in GRAPH_KEYS_OF.get(role, ())]
+        return {key: settings[key] for key in keys}
 
     def graph_settings(self, base: dict) -> dict:
         """The dataset's ``graphs`` config with this variant's overrides (``w/o COO`` sets ``mu_o = 0``)."""
@@ -97,8 +117,3 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)
-
-
-def format_number(value: float) -> str:
-    """How numbers appear in file names (``0.3``, ``2.5``, ``10``): ``%g``."""
-    return f"{float(value):g}"

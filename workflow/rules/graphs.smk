@@ -6,12 +6,12 @@
 # Outputs are keyed by every parameter, so a sweep rebuilds only what changed.
 # `<m>` is a configured modality or `fused` (all modalities, rows normalised and
 # concatenated: the w/o MUL ablation); `<fset>` is `clean` or `<m>@noise<r>`.
-# Other stages ask `graph_files(dataset, fset, settings)` for the paths a run reads.
-# Path helpers of this stage live in common.smk ("graphs stage").
+# Other stages ask `GRAPHS.graph_files(dataset, fset, settings)` for the paths a run reads.
+# Input/params helpers: sgp4sr.graphs.rules (GRAPHS, built in common.smk); names: sgp4sr.layout.
 
 rule cooccurrence:
     input:
-        unpack(graph_split_inputs),
+        unpack(GRAPHS.split_inputs),
     output:
         "results/{dataset}/graphs/cooccurrence.npz",
     log:
@@ -19,7 +19,7 @@ rule cooccurrence:
     benchmark:
         "benchmarks/snakemake/graphs/{dataset}.cooccurrence.tsv"
     params:
-        data=graph_split_dir,
+        data=GRAPHS.split_dir,
     threads: 1
     resources:
         mem_mb=4000,
@@ -33,7 +33,7 @@ rule cooccurrence:
 rule modal_graph:
     input:
         cooccurrence="results/{dataset}/graphs/cooccurrence.npz",
-        features=modal_graph_features,
+        features=GRAPHS.modal_graph_features,
     output:
         graph="results/{dataset}/graphs/{fset}/{modality}_H{H}_m{mu_m}_o{mu_o}.npz",
         stats="results/{dataset}/graphs/{fset}/{modality}_H{H}_m{mu_m}_o{mu_o}.json",
@@ -57,7 +57,7 @@ rule modal_graph:
 
 rule centres:
     input:
-        features=modal_graph_features,
+        features=GRAPHS.modal_graph_features,
     output:
         "results/{dataset}/graphs/{fset}/{modality}_centres_k{k}_s{seed}.npz",
     wildcard_constraints:
@@ -67,7 +67,7 @@ rule centres:
     benchmark:
         "benchmarks/snakemake/graphs/{dataset}/{fset}/{modality}_centres_k{k}_s{seed}.tsv"
     params:
-        kmeans=lambda wc: graph_settings(wc.dataset)["kmeans"],
+        kmeans=GRAPHS.kmeans,
     threads: 2
     resources:
         mem_mb=8000,
@@ -81,7 +81,7 @@ rule centres:
 
 rule graph_summary:
     input:
-        unpack(graph_summary_inputs),
+        unpack(GRAPHS.summary_inputs),
     output:
         "results/{dataset}/graphs/{fset}/summary_H{H}_m{mu_m}_o{mu_o}_k{k}.json",
     wildcard_constraints:
@@ -91,7 +91,7 @@ rule graph_summary:
     benchmark:
         "benchmarks/snakemake/graphs/{dataset}/{fset}/summary_H{H}_m{mu_m}_o{mu_o}_k{k}.tsv"
     params:
-        centres=graph_summary_centres_arg,
+        centres=GRAPHS.summary_centres_arg,
     threads: 1
     resources:
         mem_mb=2000,

@@ -4,14 +4,15 @@
 #             other datasets (config `pretraining`); a listed model's train job on <ds> starts from it
 # A run reads the split, and only the features/graphs its model requires
 # (sgp4sr.models.registry.REQUIRES, read without importing torch) for the
-# variant's feature set and graph settings. While it runs, checkpoint.pt in the
-# run folder lets a rerun of a killed job resume from its last epoch.
-# `run_metrics(dataset, model, variant, seeds)` lists metrics files for the report.
-# Path and parameter helpers of this stage live in common.smk ("train stage").
+# variant's feature set and graph settings. Its params are its effective settings
+# (TRAIN.plan), so a changed setting reruns exactly the runs it changes. While it
+# runs, checkpoint.pt in the run folder lets a rerun of a killed job resume from
+# its last epoch (docs/architecture.md, "Reruns and resumes").
+# Input/params/resources helpers: sgp4sr.engine.rules (TRAIN, built in common.smk).
 
 rule train:
     input:
-        unpack(train_inputs),
+        unpack(TRAIN.inputs),
     output:
         metrics="results/{dataset}/runs/{model}/{variant}/seed{seed}/metrics.json",
         ranks="results/{dataset}/runs/{model}/{variant}/seed{seed}/ranks.parquet",
@@ -23,17 +24,17 @@ rule train:
     benchmark:
         "benchmarks/snakemake/train/{dataset}/{model}/{variant}/seed{seed}.tsv"
     params:
-        data="results/{dataset}/data",
-        features=train_features_arg,
-        graphs=train_graphs_arg,
-        run=train_params,
-        out=train_out,
-        init=train_init_arg,
-    threads: TRAIN_THREADS
+        data=TRAIN.data_dir,
+        features=TRAIN.features_arg,
+        graphs=TRAIN.graphs_arg,
+        run=TRAIN.params,
+        out=TRAIN.out,
+        init=TRAIN.init_arg,
+    threads: TRAIN.threads
     resources:
-        mem_mb=16000,
-        runtime=train_runtime,
-        slurm_extra=train_slurm_extra,
+        mem_mb=TRAIN.mem_mb,
+        runtime=TRAIN.runtime,
+        slurm_extra=TRAIN.slurm_extra,
     conda:
         "../envs/sgp4sr.yaml"
     shell:
@@ -44,26 +45,26 @@ rule train:
 
 rule pretrain:
     input:
-        pretrain_inputs,
+        TRAIN.pretrain_inputs,
     output:
         model="results/pretrain/{model}/{dataset}/model.pt",
         metrics="results/pretrain/{model}/{dataset}/metrics.json",
     wildcard_constraints:
-        model="missrec|unisrec",
+        model="|".join(PRETRAINABLE),
     log:
         "logs/pretrain/{model}/{dataset}.log",
     benchmark:
         "benchmarks/snakemake/pretrain/{model}/{dataset}.tsv"
     params:
-        sources=pretrain_sources_arg,
-        run=pretrain_params,
-        seed=pretrain_seed,
-        out=pretrain_out,
+        sources=TRAIN.pretrain_sources_arg,
+        run=TRAIN.pretrain_params,
+        seed=TRAIN.pretrain_seed,
+        out=TRAIN.pretrain_out,
     threads: 4
     resources:
         mem_mb=16000,
-        runtime=pretrain_runtime,
-        slurm_extra=train_slurm_extra,
+        runtime=TRAIN.pretrain_runtime,
+        slurm_extra=TRAIN.slurm_extra,
     conda:
         "../envs/sgp4sr.yaml"
     shell:

@@ -20,15 +20,13 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from sgp4sr import layout
+from sgp4sr.config import config_seed
+from sgp4sr.layout import FUSED, ITEMS_FILE, graph_suffix
 from sgp4sr.models.base import ModelContext
-from sgp4sr.variants import format_number
+from sgp4sr.variants import Variant
 
 log = logging.getLogger(__name__)
-
-#: the virtual modality the graph stage builds for the ``wo_mul`` ablation
-FUSED = "fused"
-#: the split's item table (docs/architecture.md), read for the ``categories`` role
-ITEMS_FILE = "items.parquet"
 
 
 @dataclass
@@ -50,27 +48,23 @@ class ContextFiles:
         return paths + ([self.cooccurrence] if self.cooccurrence else [])
 
 
-def feature_file(features_dir: str | Path, modality: str, fset: str = "clean") -> Path:
+def feature_file(features_dir: str | Path, modality: str, fset: str = layout.CLEAN) -> Path:
     """``<modality>.npy``, or ``<modality>@noise<r>.npy`` when ``fset`` names this modality's noisy variant."""
-    noisy_modality = fset.split("@", 1)[0] if fset != "clean" else None
-    name = fset if noisy_modality == modality else modality
-    return Path(features_dir) / f"{name}.npy"
-
-
-def graph_suffix(settings: Mapping[str, Any]) -> str:
-    return (f"H{int(settings['knn_k'])}_m{format_number(settings['mu_m'])}"
-            f"_o{format_number(settings['mu_o'])}")
+    return Path(features_dir) / layout.feature_name(modality, fset)
 
 
 def context_files(requires: Iterable[str], modalities: Sequence[str], features_dir: str | Path | None,
-                  graphs_dir: str | Path | None, fset: str = "clean", graph_settings: Mapping[str, Any] | None = None,
-                  centres_seed: int = 2026, ablations: Sequence[str] = (),
-                  data_dir: str | Path | None = None) -> ContextFiles:
-    """Which files a model with ``requires`` reads (``wo_mul`` swaps the modal graphs for the ``fused`` one).
+                  graphs_dir: str | Path | None, fset: str = layout.CLEAN,
+                  graph_settings: Mapping[str, Any] | None = None, centres_seed: int | None = None,
+                  ablations: Sequence[str] = (), data_dir: str | Path | None = None) -> ContextFiles:
+    """Which files a model with ``requires`` reads: what its ablations leave unread is dropped
+    (:meth:`sgp4sr.variants.Variant.requires`), and ``wo_mul`` swaps the modal graphs for the ``fused`` one.
 
     ``data_dir`` is the split folder; only the ``categories`` role reads it (its ``items.parquet``).
+    ``centres_seed`` defaults to the config schema's ``seed``.
     """
-    requires = set(requires)
+    requires = set(Variant(tuple(ablations)).requires(requires))
+    centres_seed = config_seed({}) if centres_seed is None else int(centres_seed)
     files = ContextFiles()
     if "categories" in requires and data_dir is not None:
         files.items = Path(data_dir) / ITEMS_FILE
@@ -84,16 +78,16 @@ def context_files(requires: Iterable[str], modalities: Sequence[str], features_d
     if requires & {"cooccurrence", "modal_graphs", "centres"} and graphs_dir is None:
         raise ValueError("this model needs graphs: pass the graphs folder (--graphs)")
     if "cooccurrence" in requires:
-        files.cooccurrence = Path(graphs_dir) / "cooccurrence.npz"  # type: ignore[arg-type]
+        files.cooccurrence = Path(graphs_dir) / layout.COOCCURRENCE  # type: ignore[arg-type]
     if requires & {"modal_graphs", "centres"}:
         if graph_settings is None:
             raise ValueError("this model needs modal graphs: graph settings (knn_k, mu_m, mu_o, centres) are missing")
         sub = Path(graphs_dir) / fset  # type: ignore[arg-type]
         if "modal_graphs" in requires:
-            files.modal_graphs = {m: sub / f"{m}_{graph_suffix(graph_settings)}.npz" for m in graph_modalities}
+            files.modal_graphs = {m: sub / layout.modal_graph_name(m, graph_settings) for m in graph_modalities}
         k = int(graph_settings.get("centres", 0))
         if "centres" in requires and k > 0:  # k = 0: no centres built (models without centres)
-            files.centres = {m: sub / f"{m}_centres_k{k}_s{int(centres_seed)}.npz" for m in graph_modalities}
+            files.centres = {m: sub / layout.centres_name(m, k, centres_seed) for m in graph_modalities}
     return files
 
 

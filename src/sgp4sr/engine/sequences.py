@@ -24,9 +24,10 @@ batch packs whole rows until it holds about ``batch_size`` targets
 (:func:`batch_order`), so both forms take the same number of optimiser steps
 per epoch and a batch size means what it means in the reference framework.
 
-Rows are left padded (index 0) so the newest item is always at position -1,
-and a batch is trimmed to its longest row: models count positions from the
-newest item, so the trimmed padding never changes an output.
+Rows are left padded (index 0) so the newest item is always in the last
+column, and a batch is trimmed to its longest row: the attention models count
+positions from the oldest real item (``models.layers.position_ids``) and mask
+padding, so the trimmed padding never changes an output.
 """
 
 from __future__ import annotations

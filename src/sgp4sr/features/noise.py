@@ -14,7 +14,7 @@ import zlib
 import numpy as np
 
 from sgp4sr.features.matrix import check_feature_matrix
-from sgp4sr.variants import format_number
+from sgp4sr.layout import format_number, noisy_fset
 
 # The paper's Figure 3 ratios; datasets.<ds>.noise_ratios overrides them.
 DEFAULT_NOISE_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5)
@@ -70,4 +70,4 @@ def parse_ratio(text: str) -> float:
 
 
 def noisy_name(modality: str, ratio: float) -> str:
-    return f"{modality}@noise{format_number(ratio)}"
+    return noisy_fset(modality, ratio)

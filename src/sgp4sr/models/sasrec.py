@@ -1,7 +1,7 @@
 """SASRec (Kang & McAuley, ICDM 2018): causal self-attention over item IDs.
 
 Built from the shared blocks: item embedding scaled by ``sqrt(d)`` plus learned
-positions (counted back from the newest item), dropout, ``layers`` SASRec
+positions (counted from the oldest item, ``layers.position_ids``), dropout, ``layers`` SASRec
 encoder layers with a causal + padding mask, a final LayerNorm. The score of
 item ``i`` is ``h · E_i`` with the input embedding table ``E`` (tied, as in the
 original), trained with full-softmax cross-entropy over all items as RecBole's

@@ -19,14 +19,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from sgp4sr.layout import FUSED  # the virtual modality of ``wo_mul`` (built by sgp4sr.graphs)
 from sgp4sr.models.base import (Batch, ModelContext, SequentialRecommender, masked_cross_entropy,
                                 sparse_to_torch)
 from sgp4sr.models.layers import SASRecLayer, causal_padding_mask, init_weights, position_ids
 from sgp4sr.models.registry import register
 from sgp4sr.models.sgp4sr_centres import CENTRE_MASKS, CentreOptions, centre_mix
+from sgp4sr.variants import ABLATIONS
 
-ABLATIONS = ("wo_coo", "wo_cgc", "wo_cip", "wo_mul", "wo_c2c")
-FUSED = "fused"  # the virtual modality of ``wo_mul`` (concatenated normalised features, built by sgp4sr.graphs)
 ID = "id"
 
 

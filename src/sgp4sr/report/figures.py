@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 import pandas as pd  # noqa: E402
 
 from sgp4sr.io import atomic_path  # noqa: E402
+from sgp4sr.layout import noise_of  # noqa: E402
 from sgp4sr.report.render import display  # noqa: E402
 from sgp4sr.report.runs import Run, metric_frame, summarise  # noqa: E402
 from sgp4sr.variants import parse_variant  # noqa: E402
@@ -30,12 +31,15 @@ def noise_ratio(variant: str, modality: str) -> float:
     parsed = parse_variant(variant)
     if parsed.ablations or set(parsed.params) - {"fset"}:
         raise ValueError(f"variant '{variant}' is not a pure noise variant")
-    if parsed.fset == "clean":
+    try:
+        noise = noise_of(parsed.fset)
+    except ValueError:
+        noise = ("", 0.0)
+    if noise is None:
         return 0.0
-    name, sep, ratio = parsed.fset.partition("@noise")
-    if not sep or name != modality:
+    if noise[0] != modality:
         raise ValueError(f"variant '{variant}': expected feature set '{modality}@noise<ratio>'")
-    return float(ratio)
+    return noise[1]
 
 
 def centre_count(variant: str, default_k: int | None) -> int:

@@ -16,30 +16,10 @@ from __future__ import annotations
 import itertools
 from typing import Any, Mapping
 
-from sgp4sr.config import deep_merge
-from sgp4sr.variants import KEYS, format_number, format_variant
-
-REPORT_DIR = "results/report"
-
-# Keep in step with the `experiments:` section of config/config.yaml (documented there).
-DEFAULT_EXPERIMENTS: dict[str, Any] = {
-    "proposed": "sgp4sr",
-    "metrics": ["recall@10", "ndcg@10", "recall@50", "ndcg@50"],
-    "significance_metric": "ndcg@10",
-    "tables": ["table1", "table2", "table3"],
-    "ablation_seeds": None,
-    "noise": {"enabled": True, "modality": "image", "ratios": [0.0, 0.25, 0.5], "baselines": ["sasrecf"],
-              "seeds": None},
-    "centres": {"enabled": True, "k": [0, 5, 20, 50], "seeds": None},
-    "tuning": {
-        "enabled": True,
-        "model": "sgp4sr",
-        "seed": None,
-        "grid": {"lr": [0.0001, 0.0005, 0.001, 0.005], "H": [5, 10, 15, 20], "mu_o": [0.1, 0.2, 0.3, 0.4, 0.5],
-                 "mu_m": [1.5, 2.0, 2.5, 3.0], "k": [10, 20, 30, 40, 50, 60, 80, 100]},
-        "subset": {"lr": [0.001, 0.005]},
-    },
-}
+from sgp4sr import layout
+from sgp4sr.config import deep_merge, schema_defaults
+from sgp4sr.layout import REPORT_DIR, run_dir
+from sgp4sr.variants import KEYS, format_variant
 
 # variant key -> (config section, key there) holding the dataset's default
 _DEFAULT_SOURCE = {"lr": ("training", "lr"), "wd": ("training", "weight_decay"), "H": ("graphs", "knn_k"),
@@ -47,13 +27,13 @@ _DEFAULT_SOURCE = {"lr": ("training", "lr"), "wd": ("training", "weight_decay"),
 
 
 def experiments(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``experiments`` section with the defaults filled in.
+    """The ``experiments`` section with the schema's defaults filled in.
 
     Lists are replaced, not merged; so are the search ``grid`` and ``subset``
     (a user's subset over other keys must not inherit the default's keys).
     """
     given = config.get("experiments") or {}
-    merged = deep_merge(DEFAULT_EXPERIMENTS, given)
+    merged = deep_merge(schema_defaults("experiments"), given)
     for key in ("grid", "subset"):
         if key in given.get("tuning", {}):
             merged["tuning"][key] = given["tuning"][key]
@@ -83,7 +63,7 @@ def dataset_defaults(config: Mapping[str, Any], dataset: str) -> dict[str, Any]:
     ds_cfg = config["datasets"][dataset]
     sections = {"training": deep_merge(config.get("training", {}), ds_cfg.get("training")),
                 "graphs": ds_cfg.get("graphs", {})}
-    out: dict[str, Any] = {"fset": "clean"}
+    out: dict[str, Any] = {"fset": layout.CLEAN}
     for key, (section, name) in _DEFAULT_SOURCE.items():
         if name in sections[section]:
             out[key] = KEYS[key][1](sections[section][name])
@@ -111,10 +91,6 @@ def _same(default: Any, value: Any) -> bool:
     if isinstance(default, str) or isinstance(value, str):
         return str(default) == str(value)
     return float(default) == float(value)
-
-
-def run_dir(dataset: str, model: str, variant: str, seed: int) -> str:
-    return f"results/{dataset}/runs/{model}/{variant}/seed{seed}"
 
 
 def run_files(runs: list[tuple[str, str, str, int]], ranks: bool = False) -> list[str]:
@@ -162,7 +138,7 @@ def noise_models(config: Mapping[str, Any]) -> list[str]:
 
 def noise_variant(config: Mapping[str, Any], dataset: str, ratio: float) -> str:
     modality = experiments(config)["noise"]["modality"]
-    fset = "clean" if float(ratio) == 0 else f"{modality}@noise{format_number(ratio)}"
+    fset = layout.CLEAN if float(ratio) == 0 else layout.noisy_fset(modality, ratio)
     return canonical_variant(config, dataset, fset=fset)
 
 
