@@ -125,25 +125,34 @@ def test_fetch_uses_file_urls_and_the_cache(tmp_path):
 
 
 def test_http_images_download_in_parallel_and_failures_are_recorded(tmp_path, monkeypatch):
+    import io
+
+    from PIL import Image
+
     import sgp4sr.data.download as download
+    import sgp4sr.features.images as images
 
     calls = []
+    buffer = io.BytesIO()
+    Image.new("RGB", (20, 20), (9, 9, 9)).save(buffer, format="PNG")
+    image_bytes = buffer.getvalue()
 
     def fake_download(url, dest, **kwargs):
         calls.append((url, kwargs))
         if "broken" in url:
             raise download.DownloadError(f"404 for {url}")
-        Path(dest).write_bytes(b"image bytes")
+        Path(dest).write_bytes(image_bytes)
         return Path(dest)
 
     monkeypatch.setattr(download, "download_file", fake_download)
+    monkeypatch.setattr(images, "remote_version", lambda url, timeout=None: None)  # no ETag: no network here
     items = pd.DataFrame({"item": ["a", "b", "c", "d"],
                           "image_url": ["https://x.org/a.jpg", "https://x.org/broken.jpg", "https://x.org/c.jpg",
                                         "ftp://x.org/d.jpg"]})
     frame = fetch_images(items, tmp_path, tmp_path / "cache", max_parallel=2, progress=False)
     assert list(frame["status"]) == ["ok", "download_error", "ok", "bad_url"]
     assert frame.loc[3, "source"] == "other"
-    assert frame.loc[1, "path"] == "" and Path(frame.loc[0, "path"]).read_bytes() == b"image bytes"
+    assert frame.loc[1, "path"] == "" and Path(frame.loc[0, "path"]).read_bytes() == image_bytes
     assert all(kw["progress"] is False for _, kw in calls) and len(calls) == 3
     fetch_images(items, tmp_path, tmp_path / "cache", max_parallel=2, progress=False)
     assert len(calls) == 4  # only the failed one is tried again; the others come from the cache

@@ -68,6 +68,9 @@ def validate_config(config: Mapping[str, Any], schema_path: str | Path | None = 
     if not errors:
         problems.extend(_undefined_names(config))
         problems.extend(_pretraining_problems(config))
+        from sgp4sr.models.hparams import hparam_problems  # parses the model modules; no torch import
+
+        problems.extend(hparam_problems(config))
     if problems:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(dict.fromkeys(problems)))
 

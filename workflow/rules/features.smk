@@ -3,7 +3,9 @@
 # <modality>.manifest.parquet; `feature_manifest` joins the per-modality
 # manifests into manifest.parquet; `feature_noise` derives
 # <modality>@noise<ratio>.npy. Input/params helpers: sgp4sr.features.rules
-# (FEATURES.targets(dataset) lists everything for `all`).
+# (FEATURES.targets(dataset) lists everything for `all`). An image job's inputs
+# include the raw local images (FEATURES.image_inputs), and its image cache is
+# keyed by each source's content, so changed images are re-read.
 from sgp4sr.features.rules import FeatureRules
 
 FEATURES = FeatureRules(config, RESOURCES)
@@ -13,6 +15,7 @@ rule features:
     input:
         item_table="results/{dataset}/data/items.parquet",
         source=FEATURES.source_input,
+        images=FEATURES.image_inputs,
     output:
         features="results/{dataset}/features/{modality}.npy",
         manifest="results/{dataset}/features/{modality}.manifest.parquet",

@@ -34,7 +34,8 @@ import torch
 from tqdm import tqdm
 
 from sgp4sr.config import PRETRAINABLE, PRETRAINING_DEFAULTS
-from sgp4sr.engine.checkpoint import fingerprint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from sgp4sr.engine.checkpoint import (Fingerprint, input_digests, resume_checkpoint, rng_state, save_checkpoint,
+                                      set_rng_state)
 from sgp4sr.engine.context import feature_file
 from sgp4sr.engine.sequences import Examples, batch_order, make_batch, prefix_examples
 from sgp4sr.engine.trainer import peak_rss_mb
@@ -135,6 +136,17 @@ def join_sources(sources: Sequence[Source], modalities: Sequence[str]) -> JointI
     return JointItems(offset + 1, joint, seqs, offsets, summary)
 
 
+def source_files(sources: Sequence[Source], modalities: Sequence[str]) -> dict[str, Path]:
+    """Every file pre-training reads, by ``<source>/<role>``: each source's split files and feature files."""
+    from sgp4sr.engine.run import split_files
+
+    files: dict[str, Path] = {}
+    for src in sources:
+        files.update({f"{src.name}/{name}": path for name, path in split_files(src.data).items()})
+        files.update({f"{src.name}/features/{m}": feature_file(src.features, m) for m in modalities})
+    return files
+
+
 def item_drop(seq: torch.Tensor, ratio: float, generator: torch.Generator) -> torch.Tensor:
     """The originals' item-drop augmentation on left-padded rows.
 
@@ -190,17 +202,31 @@ def pretrain(model_name: str, sources: Sequence[Source], out: str | Path, model_
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    finger = fingerprint({"model": model_name, "params": params, "settings": dataclasses.asdict(settings),
-                          "sources": joint.summary, "modalities": sorted(joint.features), "seed": seed})
+    finger = Fingerprint({"model": model_name, "params": params, "settings": dataclasses.asdict(settings),
+                          "sources": joint.summary, "modalities": sorted(joint.features), "seed": seed},
+                         input_digests(source_files(sources, sorted(joint.features))))
     curve: list[dict[str, Any]] = []
     start = 1
-    state = load_checkpoint(out / "checkpoint.pt", finger)
-    if state is not None:
+    fresh_state, fresh_rng = copy.deepcopy(model.state_dict()), rng_state()
+
+    def restore(state: dict[str, Any]) -> None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        curve, start = state["curve"], state["epoch"] + 1
+        missing = [k for k in ("curve", "epoch", "rng") if k not in state]
+        if missing:
+            raise KeyError(f"no {', '.join(missing)} in it")
         set_rng_state(state["rng"])
-        log.info("resuming pre-training after epoch %d", state["epoch"])
+
+    def reset() -> None:
+        nonlocal optimizer
+        model.load_state_dict(fresh_state)
+        optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+        set_rng_state(fresh_rng)
+
+    state = resume_checkpoint(out / "checkpoint.pt", finger, restore, reset)
+    if state is not None:
+        curve, start = state["curve"], state["epoch"] + 1
+        log.info("resuming pre-training from %s after epoch %d", out / "checkpoint.pt", state["epoch"])
     for epoch in range(start, settings.epochs + 1):
         t0 = time.perf_counter()
         losses = _epoch(model, optimizer, examples, settings, seed, epoch, device)
@@ -208,7 +234,7 @@ def pretrain(model_name: str, sources: Sequence[Source], out: str | Path, model_
                       "last_batch_loss": losses[-1], "batches": len(losses), "seconds": time.perf_counter() - t0})
         log.info("pre-training epoch %d/%d: loss %.4f (%d batches, %.1fs, rss %.0f MB)", epoch, settings.epochs,
                  curve[-1]["loss"], len(losses), curve[-1]["seconds"], peak_rss_mb())
-        save_checkpoint(out / "checkpoint.pt", {"fingerprint": finger, "epoch": epoch, "model": model.state_dict(),
+        save_checkpoint(out / "checkpoint.pt", {**finger.record(), "epoch": epoch, "model": model.state_dict(),
                                                 "optimizer": optimizer.state_dict(), "curve": curve,
                                                 "rng": rng_state()})
         if on_epoch_end is not None:

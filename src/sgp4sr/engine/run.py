@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 import yaml
 
-from sgp4sr.engine.checkpoint import fingerprint, load_checkpoint
+from sgp4sr.engine.checkpoint import Fingerprint, input_digests, load_checkpoint
 from sgp4sr.engine.context import context_files, discover_modalities, load_context
 from sgp4sr.engine.evaluate import eval_inputs, metrics_from_ranks, rank_users
 from sgp4sr.engine.pretrain import load_pretrained
@@ -117,8 +117,10 @@ class Prepared:
     resolved: dict[str, Any]
 
     @property
-    def fingerprint(self) -> str:
-        return fingerprint({k: v for k, v in self.resolved.items() if k != "inputs"})
+    def fingerprint(self) -> Fingerprint:
+        """The effective settings (``resolved`` without the input paths) and the inputs' content hashes."""
+        settings = {k: v for k, v in self.resolved.items() if k not in ("inputs", "input_digests")}
+        return Fingerprint(settings, self.resolved.get("input_digests", {}))
 
     def ranks(self, which: str) -> np.ndarray:
         """Ranks of every user's validation (``valid``) or test (``test``) item."""
@@ -160,7 +162,31 @@ def prepare(spec: RunSpec) -> Prepared:
     if pretrained is not None:  # only then, so runs without pre-training keep their settings fingerprint
         resolved["pretrained"] = {k: v for k, v in pretrained.items() if k != "path"}
         resolved["inputs"]["init"] = str(spec.init)
+    read = {**split_files(spec.data), **_named_files(files), **{f"fused/{p.name}": p for p in files.fused_features}}
+    if files.items is not None:
+        read[f"data/{files.items.name}"] = files.items
+    if spec.init is not None:
+        read["init"] = spec.init
+    resolved["input_digests"] = input_digests(read)  # a file replaced at the same path is another run
     return Prepared(cfg, device, split, model, resolved)
+
+
+def split_files(folder: str | Path) -> dict[str, Path]:
+    """The files :func:`sgp4sr.data.load.load_split` reads in ``folder``, by ``data/<file name>``.
+
+    Our folder: the mapping tables and ``interactions.parquet`` (or, without it, the ``.inter`` files);
+    a bare benchmark folder: its ``.inter`` files.
+    """
+    from sgp4sr.data.load import find_split_files
+
+    folder = Path(folder)
+    mapping = [folder / "items.parquet", folder / "users.parquet"]
+    has_mapping = all(p.is_file() for p in mapping)
+    if has_mapping and (folder / "interactions.parquet").is_file():
+        read = mapping + [folder / "interactions.parquet"]
+    else:
+        read = (mapping if has_mapping else []) + [p for p in find_split_files(folder).values() if p is not None]
+    return {f"data/{p.name}": p for p in read}
 
 
 def evaluate_checkpoint(spec: RunSpec) -> dict[str, Any]:
@@ -171,8 +197,12 @@ def evaluate_checkpoint(spec: RunSpec) -> dict[str, Any]:
     prep = prepare(spec)
     state = load_checkpoint(Path(spec.out) / "checkpoint.pt", prep.fingerprint)
     if state is None:
-        raise FileNotFoundError(f"{spec.out}/checkpoint.pt is missing or was written with other settings")
-    prep.model.load_state_dict(state["best_state"])
+        raise FileNotFoundError(f"{spec.out}/checkpoint.pt is missing, unreadable or of another run "
+                                "(see the warning)")
+    try:
+        prep.model.load_state_dict(state["best_state"])
+    except (RuntimeError, KeyError) as exc:
+        raise ValueError(f"{spec.out}/checkpoint.pt does not fit this run's model: {exc}") from None
     topk = prep.cfg.topk
     # the best epoch's validation metrics were computed with these very weights: no need to rank again
     best_valid = next(h["valid"] for h in state["history"] if h["epoch"] == state["best_epoch"])

@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from sgp4sr.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from sgp4sr.engine.checkpoint import (Fingerprint, fingerprint_record, resume_checkpoint, rng_state, save_checkpoint,
+                                      set_rng_state)
 from sgp4sr.engine.sequences import Examples, epoch_batches, iterate_batches
 from sgp4sr.engine.settings import TrainConfig
 from sgp4sr.models.base import SequentialRecommender
@@ -69,25 +70,40 @@ def train_epoch(model: SequentialRecommender, optimizer: torch.optim.Optimizer, 
 
 def fit(model: SequentialRecommender, examples: Examples, validate: Callable[[], dict[str, float]],
         cfg: TrainConfig, device: torch.device, seed: int, checkpoint: Path | None = None,
-        fingerprint: str = "", on_epoch_end: Callable[[int], None] | None = None) -> FitResult:
+        fingerprint: str | Fingerprint = "", on_epoch_end: Callable[[int], None] | None = None) -> FitResult:
     """Train ``model`` in place and leave the best validation weights in it.
 
     ``validate`` ranks the validation users and returns the metrics;
     ``on_epoch_end(epoch)`` runs after the checkpoint is written (tests use it
-    to simulate a crash).
+    to simulate a crash). A checkpoint of another run (see :func:`sgp4sr.engine.checkpoint.resume_checkpoint`)
+    is discarded with a warning and training starts from scratch.
     """
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     history: list[dict[str, Any]] = []
     best_score, best_epoch, bad = -np.inf, 0, 0
     best_state = copy.deepcopy(model.state_dict())
     start = 1
-    state = load_checkpoint(checkpoint, fingerprint) if checkpoint is not None else None
-    if state is not None:
+    fresh_rng = rng_state()
+
+    def restore(state: dict[str, Any]) -> None:
+        model.load_state_dict(state["best_state"])  # both weight sets must fit the model
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        missing = [k for k in ("best_score", "best_epoch", "bad", "history", "epoch", "rng") if k not in state]
+        if missing:
+            raise KeyError(f"no {', '.join(missing)} in it")
+        set_rng_state(state["rng"])
+
+    def reset() -> None:
+        nonlocal optimizer
+        model.load_state_dict(best_state)  # still the fresh initialisation
+        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        set_rng_state(fresh_rng)
+
+    state = resume_checkpoint(checkpoint, fingerprint, restore, reset)
+    if state is not None:
         best_state, best_score, best_epoch = state["best_state"], state["best_score"], state["best_epoch"]
         bad, history, start = state["bad"], state["history"], state["epoch"] + 1
-        set_rng_state(state["rng"])
         log.info("resuming from %s after epoch %d (best %s %.4f at epoch %d)", checkpoint, state["epoch"],
                  cfg.valid_metric, best_score, best_epoch)
     resumed_from = start - 1
@@ -118,7 +134,7 @@ def fit(model: SequentialRecommender, examples: Examples, validate: Callable[[],
         stopped = bad >= cfg.patience
         if checkpoint is not None:
             save_checkpoint(checkpoint, {
-                "fingerprint": fingerprint, "epoch": epoch, "model": model.state_dict(),
+                **fingerprint_record(fingerprint), "epoch": epoch, "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(), "best_state": best_state, "best_score": best_score,
                 "best_epoch": best_epoch, "bad": bad, "history": history, "rng": rng_state()})
         if on_epoch_end is not None:

@@ -8,6 +8,7 @@ validated config; its bound methods take Snakemake's ``wildcards``.
 from __future__ import annotations
 
 import json
+import os
 import shlex
 from typing import Any, Mapping
 
@@ -84,6 +85,25 @@ class FeatureRules:
     def source_input(self, wildcards) -> list[str]:
         path = self.source(wildcards)
         return [path] if path else []
+
+    def image_inputs(self, wildcards) -> list[str]:
+        """The raw local images an image-encoding job reads, so that new or changed images rerun it.
+
+        A demo dataset's images are the ``images`` folder its ``demo_data`` job writes (a directory
+        output: rerunning that job reruns this one); another dataset's, the files under
+        ``<downloads>/images/`` when that folder exists (relative image paths resolve against the
+        downloads folder). Downloaded images are not inputs: the cache checks them (features/images.py).
+        """
+        cfg = self.modality(wildcards.dataset, wildcards.modality)
+        if cfg["encoder"] != "clip" or cfg.get("input", "image") != "image":
+            return []
+        folder = f"{self.download_dir(wildcards)}/images"
+        if self.config["datasets"][wildcards.dataset].get("source") == "demo":
+            return [folder]
+        if not os.path.isdir(folder):
+            return []
+        return sorted(os.path.join(root, name).replace(os.sep, "/") for root, _, names in os.walk(folder)
+                      for name in names if not name.startswith("."))
 
     def config_json(self, wildcards) -> str:
         return json.dumps(self.modality(wildcards.dataset, wildcards.modality), sort_keys=True)
