@@ -34,7 +34,7 @@ def build_inputs(data: Path, root: Path) -> None:
     import numpy as np
 
     from sgp4sr.data.load import load_split
-    from sgp4sr.engine.context import graph_suffix
+    from sgp4sr.layout import graph_suffix
     from sgp4sr.graphs import build_centres, build_cooccurrence, build_modal_graph, save_centres, save_sparse
     from sgp4sr.io import save_npy
 
@@ -60,7 +60,7 @@ def measure(cfg: dict) -> dict:
     from sgp4sr.data.load import load_split
     from sgp4sr.engine.context import context_files, load_context
     from sgp4sr.engine.evaluate import eval_inputs, rank_users
-    from sgp4sr.engine.run import resolve_device
+    from sgp4sr.engine.device import resolve_device
     from sgp4sr.engine.sequences import epoch_batches, make_batch, training_examples
     from sgp4sr.engine.trainer import peak_rss_mb
     from sgp4sr.io import seed_everything

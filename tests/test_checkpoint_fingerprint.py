@@ -14,7 +14,8 @@ from engine_fixtures import write_planted_split
 from sgp4sr.data.load import load_split
 from sgp4sr.engine.checkpoint import Fingerprint, file_digest, load_checkpoint
 from sgp4sr.engine.pretrain import PretrainSettings, pretrain
-from sgp4sr.engine.run import RunSpec, run_training, split_files
+from sgp4sr.data.load import split_files
+from sgp4sr.engine.run import RunSpec, run_training
 from test_pretrain import MODELS, write_domain
 
 TRAINING = {"epochs": 2, "patience": 3, "batch_size": 32, "eval_batch_size": 64, "lr": 0.005, "max_len": 8,

@@ -11,7 +11,8 @@ import pytest
 
 from engine_fixtures import write_planted_split
 from sgp4sr.data.load import load_split
-from sgp4sr.engine.context import category_labels, context_files, graph_suffix, load_context
+from sgp4sr.engine.context import category_labels, context_files, load_context
+from sgp4sr.layout import graph_suffix
 from sgp4sr.engine.run import RunSpec, run_training
 from sgp4sr.graphs import build_centres, build_cooccurrence, build_modal_graph, save_centres, save_sparse
 from sgp4sr.graphs.neighbours import load_features

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from sgp4sr.layout import CLEAN, format_number
+from sgp4sr.layout import CLEAN
 
 #: SGP4SR's ablations (spec §4); models/sgp4sr.py implements them
 ABLATIONS = ("wo_coo", "wo_cgc", "wo_cip", "wo_mul", "wo_c2c")

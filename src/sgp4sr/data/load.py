@@ -285,3 +285,19 @@ def _check_train(train: InterRows, train_tokens: dict[str, list[str]], valid_pat
                 f"{train.path}: user {user!r} has {counts.get(user, 0)} training rows, expected {expected} "
                 f"(one per prefix of its {len(full)}-item training sequence)"
             )
+
+
+def split_files(folder: str | Path) -> dict[str, Path]:
+    """The files :func:`sgp4sr.data.load.load_split` reads in ``folder``, by ``data/<file name>``.
+
+    Our folder: the mapping tables and ``interactions.parquet`` (or, without it, the ``.inter`` files);
+    a bare benchmark folder: its ``.inter`` files.
+    """
+    folder = Path(folder)
+    mapping = [folder / "items.parquet", folder / "users.parquet"]
+    has_mapping = all(p.is_file() for p in mapping)
+    if has_mapping and (folder / "interactions.parquet").is_file():
+        read = mapping + [folder / "interactions.parquet"]
+    else:
+        read = (mapping if has_mapping else []) + [p for p in find_split_files(folder).values() if p is not None]
+    return {f"data/{p.name}": p for p in read}

@@ -22,7 +22,7 @@ import scipy.sparse as sp
 
 from sgp4sr import layout
 from sgp4sr.config import config_seed
-from sgp4sr.layout import FUSED, ITEMS_FILE, graph_suffix
+from sgp4sr.layout import FUSED, ITEMS_FILE
 from sgp4sr.models.base import ModelContext
 from sgp4sr.variants import Variant
 

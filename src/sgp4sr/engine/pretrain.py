@@ -27,16 +27,18 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Mapping, Protocol, Sequence, cast
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from sgp4sr.config import PRETRAINABLE, PRETRAINING_DEFAULTS
-from sgp4sr.engine.checkpoint import (Fingerprint, input_digests, resume_checkpoint, rng_state, save_checkpoint,
-                                      set_rng_state)
+from sgp4sr.data.load import split_files
+from sgp4sr.engine.checkpoint import Fingerprint, input_digests
+from sgp4sr.engine.loop import Progress, run_epochs
 from sgp4sr.engine.context import feature_file
+from sgp4sr.engine.device import resolve_device
 from sgp4sr.engine.sequences import Examples, batch_order, make_batch, prefix_examples
 from sgp4sr.engine.trainer import peak_rss_mb
 from sgp4sr.io import atomic_path, seed_everything, write_json
@@ -138,8 +140,6 @@ def join_sources(sources: Sequence[Source], modalities: Sequence[str]) -> JointI
 
 def source_files(sources: Sequence[Source], modalities: Sequence[str]) -> dict[str, Path]:
     """Every file pre-training reads, by ``<source>/<role>``: each source's split files and feature files."""
-    from sgp4sr.engine.run import split_files
-
     files: dict[str, Path] = {}
     for src in sources:
         files.update({f"{src.name}/{name}": path for name, path in split_files(src.data).items()})
@@ -162,17 +162,42 @@ def item_drop(seq: torch.Tensor, ratio: float, generator: torch.Generator) -> to
     return torch.gather(seq * keep, 1, order)
 
 
-def pretrainable_class(model: str) -> type[SequentialRecommender]:
-    cls = get_model_class(model)
-    if not hasattr(cls, "pretrain_loss"):
-        raise ValueError(f"model '{model}' has no cross-domain pre-training stage; models with one: "
-                         f"{', '.join(PRETRAINABLE)}")
-    return cls
+class Pretrainable(Protocol):
+    """What a model with a cross-domain pre-training stage provides (MISSRec, UniSRec).
+
+    ``id_sized_state``: state-dict prefixes sized by the item set (not transferred);
+    ``finetune_frozen``: prefixes frozen at fine-tuning with ``freeze_encoder``;
+    ``start_epoch()`` runs before each pre-training epoch (a no-op unless the model keeps per-epoch state).
+    """
+
+    name: ClassVar[str]
+    id_sized_state: ClassVar[tuple[str, ...]]
+    finetune_frozen: ClassVar[tuple[str, ...]]
+
+    def pretrain_loss(self, batch: Batch, augmented: Batch, seq_seq_weight: float) -> torch.Tensor: ...
+
+    def start_epoch(self) -> None: ...
 
 
-def transferable_state(model: SequentialRecommender) -> dict[str, torch.Tensor]:
+PRETRAINABLE_MEMBERS = ("id_sized_state", "finetune_frozen", "pretrain_loss", "start_epoch")
+
+
+def as_pretrainable(cls: type, what: str) -> type[Pretrainable]:
+    """``cls`` checked to provide every :class:`Pretrainable` member; else a ValueError naming ``what`` fails."""
+    missing = [m for m in PRETRAINABLE_MEMBERS if not hasattr(cls, m)]
+    if missing:
+        raise ValueError(f"model '{getattr(cls, 'name', cls.__name__)}' {what}; models that can: "
+                         f"{', '.join(PRETRAINABLE)} (missing: {', '.join(missing)})")
+    return cast("type[Pretrainable]", cls)
+
+
+def pretrainable_class(model: str) -> type[Pretrainable]:
+    return as_pretrainable(get_model_class(model), "has no cross-domain pre-training stage")
+
+
+def transferable_state(model: Any) -> dict[str, torch.Tensor]:
     """Every state entry except those sized by the item set (``id_sized_state``), on the CPU."""
-    skip = tuple(type(model).id_sized_state)  # type: ignore[attr-defined]
+    skip = tuple(as_pretrainable(type(model), "has no pre-training stage").id_sized_state)
     return {k: v.detach().cpu() for k, v in model.state_dict().items() if not k.startswith(skip)}
 
 
@@ -180,8 +205,6 @@ def pretrain(model_name: str, sources: Sequence[Source], out: str | Path, model_
              settings: PretrainSettings | None = None, modalities: Sequence[str] = ("text", "image"), seed: int = 2026,
              threads: int = 1, on_epoch_end: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Pre-train ``model_name`` on ``sources``; write ``out``/model.pt and ``out``/metrics.json (loss curve)."""
-    from sgp4sr.engine.run import resolve_device
-
     started = time.perf_counter()
     settings = settings or PretrainSettings()
     torch.set_num_threads(max(1, int(threads)))
@@ -195,7 +218,6 @@ def pretrain(model_name: str, sources: Sequence[Source], out: str | Path, model_
     seed_everything(seed)
     model = instantiate(cls, ctx, params).to(device)
     examples = prefix_examples(joint.train_seqs, settings.max_len, joint.n_items)
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     n_params = sum(p.numel() for p in model.parameters())
     log.info("pre-training %s on %s: %d items, %d training prefixes, %d parameters, device %s",
              model_name, names, joint.n_items - 1, len(examples), n_params, device)
@@ -205,40 +227,23 @@ def pretrain(model_name: str, sources: Sequence[Source], out: str | Path, model_
     finger = Fingerprint({"model": model_name, "params": params, "settings": dataclasses.asdict(settings),
                           "sources": joint.summary, "modalities": sorted(joint.features), "seed": seed},
                          input_digests(source_files(sources, sorted(joint.features))))
-    curve: list[dict[str, Any]] = []
-    start = 1
-    fresh_state, fresh_rng = copy.deepcopy(model.state_dict()), rng_state()
 
-    def restore(state: dict[str, Any]) -> None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        missing = [k for k in ("curve", "epoch", "rng") if k not in state]
-        if missing:
-            raise KeyError(f"no {', '.join(missing)} in it")
-        set_rng_state(state["rng"])
+    def make_optimizer() -> torch.optim.Optimizer:
+        return torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
 
-    def reset() -> None:
-        nonlocal optimizer
-        model.load_state_dict(fresh_state)
-        optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-        set_rng_state(fresh_rng)
-
-    state = resume_checkpoint(out / "checkpoint.pt", finger, restore, reset)
-    if state is not None:
-        curve, start = state["curve"], state["epoch"] + 1
-        log.info("resuming pre-training from %s after epoch %d", out / "checkpoint.pt", state["epoch"])
-    for epoch in range(start, settings.epochs + 1):
+    def run_epoch(optimizer: torch.optim.Optimizer, epoch: int, progress: Progress) -> bool:
         t0 = time.perf_counter()
         losses = _epoch(model, optimizer, examples, settings, seed, epoch, device)
-        curve.append({"epoch": epoch, "loss": float(np.mean(losses)), "first_batch_loss": losses[0],
-                      "last_batch_loss": losses[-1], "batches": len(losses), "seconds": time.perf_counter() - t0})
+        progress.history.append({"epoch": epoch, "loss": float(np.mean(losses)), "first_batch_loss": losses[0],
+                                 "last_batch_loss": losses[-1], "batches": len(losses),
+                                 "seconds": time.perf_counter() - t0})
         log.info("pre-training epoch %d/%d: loss %.4f (%d batches, %.1fs, rss %.0f MB)", epoch, settings.epochs,
-                 curve[-1]["loss"], len(losses), curve[-1]["seconds"], peak_rss_mb())
-        save_checkpoint(out / "checkpoint.pt", {**finger.record(), "epoch": epoch, "model": model.state_dict(),
-                                                "optimizer": optimizer.state_dict(), "curve": curve,
-                                                "rng": rng_state()})
-        if on_epoch_end is not None:
-            on_epoch_end(epoch)
+                 progress.history[-1]["loss"], len(losses), progress.history[-1]["seconds"], peak_rss_mb())
+        return False
+
+    result = run_epochs(model, make_optimizer, settings.epochs, run_epoch, checkpoint=out / "checkpoint.pt",
+                        fingerprint=finger, on_epoch_end=on_epoch_end)
+    curve = result.progress.history
 
     weights = transferable_state(model)
     with atomic_path(out / "model.pt", suffix=".tmp") as tmp:
@@ -259,8 +264,7 @@ def _epoch(model: Any, optimizer: torch.optim.Optimizer, examples: Examples, set
            seed: int, epoch: int, device: torch.device) -> list[float]:
     """One shuffled pass (no length buckets: batch mates, the negatives, stay random); the batch losses."""
     model.train()
-    if hasattr(model, "start_epoch"):
-        model.start_epoch()
+    model.start_epoch()
     rng = np.random.default_rng([seed, epoch])
     generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
     order = batch_order(examples.length, settings.batch_size, rng, buckets=False)
@@ -289,17 +293,14 @@ def load_pretrained(model: SequentialRecommender, path: str | Path, freeze_encod
     parameter-efficient fine-tuning). Returns a description for the run's metrics.
     """
     path = Path(path)
-    cls = type(model)
-    if not hasattr(cls, "id_sized_state"):
-        raise ValueError(f"model '{cls.name}' cannot be initialised from pre-trained weights; models that can: "
-                         f"{', '.join(PRETRAINABLE)}")
+    cls = as_pretrainable(type(model), "cannot be initialised from pre-trained weights")
     raw = path.read_bytes()  # read once: hashed for the run's record and loaded
     ckpt = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     if ckpt.get("model") != cls.name:
         raise ValueError(f"{path} holds pre-trained '{ckpt.get('model')}' weights, not '{cls.name}'")
     own = model.state_dict()
     given: dict[str, torch.Tensor] = ckpt["state_dict"]
-    expected = {k for k in own if not k.startswith(tuple(cls.id_sized_state))}  # type: ignore[attr-defined]
+    expected = {k for k in own if not k.startswith(tuple(cls.id_sized_state))}
     problems = [f"parameter '{k}' is missing from the checkpoint" for k in sorted(expected - set(given))]
     problems += [f"the checkpoint's '{k}' does not exist in this model" for k in sorted(set(given) - expected)]
     problems += [f"parameter '{k}' has shape {tuple(given[k].shape)} in the checkpoint but {tuple(own[k].shape)} here"
@@ -313,7 +314,7 @@ def load_pretrained(model: SequentialRecommender, path: str | Path, freeze_encod
     frozen = []
     if freeze_encoder:
         for name, param in model.named_parameters():
-            if name.startswith(tuple(cls.finetune_frozen)):  # type: ignore[attr-defined]
+            if name.startswith(tuple(cls.finetune_frozen)):
                 param.requires_grad_(False)
                 frozen.append(name)
     log.info("initialised %s from %s (pre-trained on %s): %d entries transferred, %d parameters frozen",

@@ -27,6 +27,7 @@ import yaml
 
 from sgp4sr.engine.checkpoint import Fingerprint, input_digests, load_checkpoint
 from sgp4sr.engine.context import context_files, discover_modalities, load_context
+from sgp4sr.engine.device import resolve_device
 from sgp4sr.engine.evaluate import eval_inputs, metrics_from_ranks, rank_users
 from sgp4sr.engine.pretrain import load_pretrained
 from sgp4sr.engine.sequences import training_examples
@@ -86,14 +87,6 @@ def read_params(text: str | None, keys: Sequence[str] = PARAM_KEYS) -> dict[str,
     return params
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("training.device is 'cuda' but no CUDA device is visible")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
-
-
 def build_model(spec: RunSpec, ctx: Any) -> torch.nn.Module:
     """Construct the registered model; SGP4SR also gets the variant's ablations."""
     cls = get_model_class(spec.model)
@@ -134,7 +127,7 @@ class Prepared:
 
 def prepare(spec: RunSpec) -> Prepared:
     """Settings, split, context and the freshly initialised model (seeded by the run's seed)."""
-    from sgp4sr.data.load import load_split  # the data stage's reader
+    from sgp4sr.data.load import load_split, split_files  # the data stage's reader
 
     torch.set_num_threads(max(1, int(spec.threads)))
     variant = parse_variant(spec.variant)
@@ -171,24 +164,6 @@ def prepare(spec: RunSpec) -> Prepared:
     return Prepared(cfg, device, split, model, resolved)
 
 
-def split_files(folder: str | Path) -> dict[str, Path]:
-    """The files :func:`sgp4sr.data.load.load_split` reads in ``folder``, by ``data/<file name>``.
-
-    Our folder: the mapping tables and ``interactions.parquet`` (or, without it, the ``.inter`` files);
-    a bare benchmark folder: its ``.inter`` files.
-    """
-    from sgp4sr.data.load import find_split_files
-
-    folder = Path(folder)
-    mapping = [folder / "items.parquet", folder / "users.parquet"]
-    has_mapping = all(p.is_file() for p in mapping)
-    if has_mapping and (folder / "interactions.parquet").is_file():
-        read = mapping + [folder / "interactions.parquet"]
-    else:
-        read = (mapping if has_mapping else []) + [p for p in find_split_files(folder).values() if p is not None]
-    return {f"data/{p.name}": p for p in read}
-
-
 def evaluate_checkpoint(spec: RunSpec) -> dict[str, Any]:
     """Valid and test metrics of the best weights so far of an unfinished run (its ``checkpoint.pt``).
 
@@ -200,18 +175,19 @@ def evaluate_checkpoint(spec: RunSpec) -> dict[str, Any]:
         raise FileNotFoundError(f"{spec.out}/checkpoint.pt is missing, unreadable or of another run "
                                 "(see the warning)")
     try:
-        prep.model.load_state_dict(state["best_state"])
+        progress, best = state["progress"], state["progress"]["extra"]
+        prep.model.load_state_dict(best["best_state"])
     except (RuntimeError, KeyError) as exc:
         raise ValueError(f"{spec.out}/checkpoint.pt does not fit this run's model: {exc}") from None
-    topk = prep.cfg.topk
+    topk, history = prep.cfg.topk, progress["history"]
     # the best epoch's validation metrics were computed with these very weights: no need to rank again
-    best_valid = next(h["valid"] for h in state["history"] if h["epoch"] == state["best_epoch"])
-    return {"epochs_done": state["epoch"], "best_epoch": state["best_epoch"],
-            "epochs_without_improvement": state["bad"], "stopped_early": state["bad"] >= prep.cfg.patience,
+    best_valid = next(h["valid"] for h in history if h["epoch"] == best["best_epoch"])
+    return {"epochs_done": state["epoch"], "best_epoch": best["best_epoch"],
+            "epochs_without_improvement": best["bad"], "stopped_early": bool(progress["stop"]),
             "valid": best_valid, "test": metrics_from_ranks(prep.ranks("test"), topk),
-            "seconds_per_epoch": float(np.mean([h["train_seconds"] for h in state["history"]])),
-            "eval_seconds": float(np.mean([h["eval_seconds"] for h in state["history"]])),
-            "curve": [{"epoch": h["epoch"], "loss": h["loss"], **h["valid"]} for h in state["history"]]}
+            "seconds_per_epoch": float(np.mean([h["train_seconds"] for h in history])),
+            "eval_seconds": float(np.mean([h["eval_seconds"] for h in history])),
+            "curve": [{"epoch": h["epoch"], "loss": h["loss"], **h["valid"]} for h in history]}
 
 
 def run_training(spec: RunSpec, on_epoch_end: Callable[[int], None] | None = None) -> dict[str, Any]:

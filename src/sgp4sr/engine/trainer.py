@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from sgp4sr.engine.checkpoint import (Fingerprint, fingerprint_record, resume_checkpoint, rng_state, save_checkpoint,
-                                      set_rng_state)
+from sgp4sr.engine.checkpoint import Fingerprint
+from sgp4sr.engine.loop import Progress, run_epochs
 from sgp4sr.engine.sequences import Examples, epoch_batches, iterate_batches
 from sgp4sr.engine.settings import TrainConfig
 from sgp4sr.models.base import SequentialRecommender
@@ -75,42 +75,23 @@ def fit(model: SequentialRecommender, examples: Examples, validate: Callable[[],
 
     ``validate`` ranks the validation users and returns the metrics;
     ``on_epoch_end(epoch)`` runs after the checkpoint is written (tests use it
-    to simulate a crash). A checkpoint of another run (see :func:`sgp4sr.engine.checkpoint.resume_checkpoint`)
-    is discarded with a warning and training starts from scratch.
+    to simulate a crash). The epochs, checkpoints and resume are
+    :func:`sgp4sr.engine.loop.run_epochs`; a checkpoint of another run is
+    discarded with a warning and training starts from scratch.
     """
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    history: list[dict[str, Any]] = []
-    best_score, best_epoch, bad = -np.inf, 0, 0
-    best_state = copy.deepcopy(model.state_dict())
-    start = 1
-    fresh_rng = rng_state()
+    fresh = {"best_state": copy.deepcopy(model.state_dict()), "best_score": -np.inf, "best_epoch": 0, "bad": 0}
 
-    def restore(state: dict[str, Any]) -> None:
-        model.load_state_dict(state["best_state"])  # both weight sets must fit the model
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        missing = [k for k in ("best_score", "best_epoch", "bad", "history", "epoch", "rng") if k not in state]
+    def make_optimizer() -> torch.optim.Optimizer:
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    def check_resumed(progress: Progress) -> None:
+        missing = [k for k in fresh if k not in progress.extra]
         if missing:
             raise KeyError(f"no {', '.join(missing)} in it")
-        set_rng_state(state["rng"])
+        model.load_state_dict(progress.extra["best_state"])  # both weight sets must fit the model
 
-    def reset() -> None:
-        nonlocal optimizer
-        model.load_state_dict(best_state)  # still the fresh initialisation
-        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        set_rng_state(fresh_rng)
-
-    state = resume_checkpoint(checkpoint, fingerprint, restore, reset)
-    if state is not None:
-        best_state, best_score, best_epoch = state["best_state"], state["best_score"], state["best_epoch"]
-        bad, history, start = state["bad"], state["history"], state["epoch"] + 1
-        log.info("resuming from %s after epoch %d (best %s %.4f at epoch %d)", checkpoint, state["epoch"],
-                 cfg.valid_metric, best_score, best_epoch)
-    resumed_from = start - 1
-    stopped = bool(history) and bad >= cfg.patience
-    for epoch in range(start, cfg.epochs + 1):
-        if stopped:
-            break
+    def run_epoch(optimizer: torch.optim.Optimizer, epoch: int, progress: Progress) -> bool:
+        best = progress.extra
         t0 = time.perf_counter()
         rng = np.random.default_rng([seed, epoch])
         loss, steps = train_epoch(model, optimizer, examples, cfg, rng, device, epoch)
@@ -120,27 +101,31 @@ def fit(model: SequentialRecommender, examples: Examples, validate: Callable[[],
         valid = validate()
         t2 = time.perf_counter()
         score = valid[cfg.valid_metric]
-        improved = score > best_score
+        improved = score > best["best_score"]
         if improved:
-            best_score, best_epoch, bad = score, epoch, 0
-            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            best.update(best_score=score, best_epoch=epoch, bad=0,
+                        best_state={k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()})
         else:
-            bad += 1
-        history.append({"epoch": epoch, "loss": loss, "steps": steps, "train_seconds": t1 - t0,
-                        "eval_seconds": t2 - t1, "examples_per_second": examples.n_targets / max(t1 - t0, 1e-9), "valid": valid})
+            best["bad"] += 1
+        rate = examples.n_targets / max(t1 - t0, 1e-9)
+        progress.history.append({"epoch": epoch, "loss": loss, "steps": steps, "train_seconds": t1 - t0,
+                                 "eval_seconds": t2 - t1, "examples_per_second": rate, "valid": valid})
         log.info("epoch %d: loss %.4f, valid %s %.4f%s, train %.1fs (%d steps, %.0f examples/s), eval %.1fs, "
                  "rss %.0f MB", epoch, loss, cfg.valid_metric, score, " *" if improved else "", t1 - t0, steps,
-                 examples.n_targets / max(t1 - t0, 1e-9), t2 - t1, peak_rss_mb())
-        stopped = bad >= cfg.patience
-        if checkpoint is not None:
-            save_checkpoint(checkpoint, {
-                **fingerprint_record(fingerprint), "epoch": epoch, "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(), "best_state": best_state, "best_score": best_score,
-                "best_epoch": best_epoch, "bad": bad, "history": history, "rng": rng_state()})
-        if on_epoch_end is not None:
-            on_epoch_end(epoch)
-        if stopped:
+                 rate, t2 - t1, peak_rss_mb())
+        stop = best["bad"] >= cfg.patience
+        if stop:
             log.info("early stop: no improvement of %s for %d epochs", cfg.valid_metric, cfg.patience)
-    model.load_state_dict(best_state)
-    return FitResult(best_epoch=best_epoch, best_score=float(best_score), history=history,
-                     stopped_early=stopped, resumed_from=resumed_from)
+        return stop
+
+    result = run_epochs(model, make_optimizer, cfg.epochs, run_epoch, progress=Progress(extra=dict(fresh)),
+                        checkpoint=checkpoint, fingerprint=fingerprint, check_resumed=check_resumed,
+                        on_epoch_end=on_epoch_end)
+    best = result.progress.extra
+    if result.resumed_from:
+        log.info("resumed after epoch %d (best %s %.4f at epoch %d)", result.resumed_from, cfg.valid_metric,
+                 best["best_score"], best["best_epoch"])
+    model.load_state_dict(best["best_state"])
+    return FitResult(best_epoch=best["best_epoch"], best_score=float(best["best_score"]),
+                     history=result.progress.history, stopped_early=result.progress.stop,
+                     resumed_from=result.resumed_from)

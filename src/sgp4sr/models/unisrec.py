@@ -166,6 +166,9 @@ class UniSRec(EvalTableCache, SequentialRecommender):
     def full_sort_predict(self, batch: Batch) -> torch.Tensor:
         return self.mask_padding_scores(self._logits(self.encode(batch.seq)[:, -1]))
 
+    def start_epoch(self) -> None:
+        """Nothing to refresh between pre-training epochs (MISSRec re-clusters its interests here)."""
+
     def pretrain_loss(self, batch: Batch, augmented: Batch, seq_seq_weight: float) -> torch.Tensor:
         """The original's pre-training loss over prefix rows (target at the last position).
 
