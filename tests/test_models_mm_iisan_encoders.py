@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from sgp4sr.models.iisan import main as iisan_main
+from sgp4sr.cli.main import main as sgp4sr_main
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +39,8 @@ def test_hidden_state_cache_matches_the_frozen_encoders(tmp_path, encoders):
     pd.DataFrame(rows).to_parquet(items_path)
     # the command-line entry (as a rule would call it); the loaded encoders are reused (same load keys)
     out = tmp_path / "hidden.npz"
-    assert iisan_main(["--items", str(items_path), "--images", str(tmp_path / "cache"), "--out", str(out),
-                       "--device", "cpu"]) == 0
+    assert sgp4sr_main(["features", "iisan-cache", "--items", str(items_path), "--images", str(tmp_path / "cache"),
+                        "--out", str(out), "--device", "cpu"]) == 0
     z = np.load(out)
     assert z["text"].shape == (6, 7, 384) and z["image"].shape == (6, 13, 768)
     assert z["text_found"].tolist() == [False, True, True, False, True, True]

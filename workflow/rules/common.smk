@@ -5,7 +5,7 @@
 from pathlib import Path
 
 from sgp4sr import layout
-from sgp4sr.config import PRETRAINABLE, ConfigError, config_seed, dataset_model, schema_defaults, validate_config
+from sgp4sr.config import PRETRAINABLE, ConfigError, config_seed, schema_defaults, validate_config
 from sgp4sr.engine.rules import TrainRules
 from sgp4sr.graphs.rules import WILDCARDS as GRAPH_WILDCARDS, GraphRules
 from sgp4sr.report.plan import report_targets
@@ -36,28 +36,3 @@ def all_targets():
     (which pull in features, graphs and runs)."""
     stats = [layout.stats_file(ds) for ds in config["run"]["datasets"]]
     return stats + report_targets(config)  # tables, figures, tuning (sgp4sr.report.plan)
-
-
-# ---- IISAN's cache of frozen-encoder hidden states (rule iisan_cache in features.smk) ----
-
-
-def iisan_cache_inputs(wildcards):
-    """The item table, plus the image features job, which fills the image cache the encoder reads."""
-    ds = wildcards.dataset
-    inputs = {"item_table": f"{layout.data_dir(ds)}/{layout.ITEMS_FILE}"}
-    if "image" in GRAPHS.modalities(ds):
-        inputs["image_features"] = layout.feature_file(ds, "image")
-    return inputs
-
-
-def iisan_images_dir(wildcards):
-    return layout.images_dir(RESOURCES, wildcards.dataset)
-
-
-def iisan_downloads_dir(wildcards):
-    return layout.download_dir(RESOURCES, wildcards.dataset)
-
-
-def iisan_pretrained_arg(wildcards):
-    tag = dataset_model(config, wildcards.dataset, "iisan").get("image_pretrained")
-    return f"--image-pretrained {tag}" if tag else ""

@@ -88,7 +88,7 @@ rule feature_noise:
 
 rule iisan_cache:
     input:
-        unpack(iisan_cache_inputs),
+        unpack(FEATURES.iisan_inputs),
     output:
         "results/{dataset}/features/iisan_hidden.npz",
     log:
@@ -96,9 +96,9 @@ rule iisan_cache:
     benchmark:
         "benchmarks/snakemake/features/{dataset}.iisan_cache.tsv"
     params:
-        images=iisan_images_dir,
-        downloads=iisan_downloads_dir,
-        pretrained=iisan_pretrained_arg,
+        cache=FEATURES.cache_dir,
+        downloads=FEATURES.download_dir,
+        pretrained=FEATURES.iisan_pretrained_arg,
         seed=SEED,
     threads: 4
     resources:
@@ -107,6 +107,5 @@ rule iisan_cache:
     conda:
         "../envs/sgp4sr.yaml"
     shell:
-        "python -m sgp4sr.models.iisan --items {input.item_table:q} --images {params.images:q}"
+        "sgp4sr --log {log} features iisan-cache --items {input.item_table:q} --images {params.cache:q}"
         " --downloads {params.downloads:q} --out {output:q} --seed {params.seed} {params.pretrained}"
-        " --log {log:q}"

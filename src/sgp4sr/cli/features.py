@@ -1,4 +1,4 @@
-"""``sgp4sr features encode|manifest|noise``: the features stage's commands.
+"""``sgp4sr features encode|manifest|noise|iisan-cache``: the features stage's commands.
 
 The rules in workflow/rules/features.smk call exactly these; each takes
 explicit paths so a stage run by hand reads and writes the same files.
@@ -48,6 +48,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     noise.add_argument("--out", required=True)
     noise.set_defaults(func=run_noise)
 
+    iisan = sub.add_parser("iisan-cache", help="IISAN's cache of the frozen encoders' per-layer hidden states")
+    iisan.add_argument("--items", required=True, help="results/<ds>/data/items.parquet")
+    iisan.add_argument("--images", required=True, help="the image cache folder, resources/images/<ds>")
+    iisan.add_argument("--downloads", default=".", help="the dataset's raw folder (for relative image paths)")
+    iisan.add_argument("--out", required=True, help="the .npz to write (results/<ds>/features/iisan_hidden.npz)")
+    iisan.add_argument("--text-model", default=None, help="sentence-transformers model (default: MiniLM-L6)")
+    iisan.add_argument("--image-model", default=None, help="open_clip model (default: ViT-B-32)")
+    iisan.add_argument("--image-pretrained", default=None, help="open_clip tag; omit for random weights")
+    iisan.add_argument("--seed", type=int, default=0, help="seed of random CLIP weights")
+    iisan.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    iisan.set_defaults(func=run_iisan_cache)
+
 
 def run_encode(args: argparse.Namespace) -> int:
     import torch
@@ -90,4 +102,14 @@ def run_noise(args: argparse.Namespace) -> int:
     save_npy(args.out, noisy)
     log.info("%s: %d of %d items got another item's features (ratio %s, seed %d) -> %s",
              args.modality, len(chosen), len(features) - 1, args.ratio, args.seed, args.out)
+    return 0
+
+
+def run_iisan_cache(args: argparse.Namespace) -> int:
+    from sgp4sr.features.iisan_cache import DEFAULT_IMAGE_MODEL, DEFAULT_TEXT_MODEL, build_hidden_state_cache
+
+    build_hidden_state_cache(args.items, args.out, images_dir=args.images, download_dir=args.downloads,
+                             text_model=args.text_model or DEFAULT_TEXT_MODEL,
+                             image_model=args.image_model or DEFAULT_IMAGE_MODEL,
+                             image_pretrained=args.image_pretrained, seed=args.seed, device=args.device)
     return 0

@@ -12,6 +12,7 @@ import os
 import shlex
 from typing import Any, Mapping
 
+from sgp4sr import layout
 from sgp4sr.features.build import resolve_modality, source_file_for
 from sgp4sr.features.noise import DEFAULT_NOISE_RATIOS, noisy_name
 
@@ -20,6 +21,10 @@ from sgp4sr.features.noise import DEFAULT_NOISE_RATIOS, noisy_name
 # kept 4096-d rows (~380 MB on Clothing) plus its read buffer.
 MEM_MB = {"sentence": 4000, "clip": 6000, "published": 4000, "benchmark": 2000}
 RUNTIME_MIN = {"sentence": 60, "clip_image": 240, "clip_text": 60, "published": 120, "benchmark": 10}
+
+
+#: encoders that read an item's image pixels (their jobs take the raw images as inputs)
+PIXEL_ENCODERS = ("clip",)
 
 
 class FeatureRuleError(ValueError):
@@ -34,13 +39,13 @@ class FeatureRules:
     # -- paths ----------------------------------------------------------------------------
     @staticmethod
     def features_dir(dataset: str) -> str:
-        return f"results/{dataset}/features"
+        return layout.features_dir(dataset)
 
     def download_dir(self, wildcards) -> str:
-        return f"{self.resources}/downloads/{wildcards.dataset}"
+        return layout.download_dir(self.resources, wildcards.dataset)
 
     def cache_dir(self, wildcards) -> str:
-        return f"{self.resources}/images/{wildcards.dataset}"
+        return layout.images_dir(self.resources, wildcards.dataset)
 
     # -- config ---------------------------------------------------------------------------
     def modalities(self, dataset: str) -> list[str]:
@@ -95,15 +100,30 @@ class FeatureRules:
         downloads folder). Downloaded images are not inputs: the cache checks them (features/images.py).
         """
         cfg = self.modality(wildcards.dataset, wildcards.modality)
-        if cfg["encoder"] != "clip" or cfg.get("input", "image") != "image":
+        if cfg["encoder"] not in PIXEL_ENCODERS or cfg.get("input", "image") != "image":
             return []
-        folder = f"{self.download_dir(wildcards)}/images"
-        if self.config["datasets"][wildcards.dataset].get("source") == "demo":
+        return self._raw_images(wildcards.dataset)
+
+    def _raw_images(self, dataset: str) -> list[str]:
+        folder = f"{layout.download_dir(self.resources, dataset)}/images"
+        if self.config["datasets"][dataset].get("source") == "demo":
             return [folder]
         if not os.path.isdir(folder):
             return []
         return sorted(os.path.join(root, name).replace(os.sep, "/") for root, _, names in os.walk(folder)
                       for name in names if not name.startswith("."))
+
+    # -- IISAN's hidden-state cache (rule iisan_cache) -------------------------------------------
+    def iisan_inputs(self, wildcards) -> dict[str, Any]:
+        """The split's item table and the raw local images the frozen image encoder reads."""
+        ds = wildcards.dataset
+        return {"item_table": f"{layout.data_dir(ds)}/{layout.ITEMS_FILE}", "images": self._raw_images(ds)}
+
+    def iisan_pretrained_arg(self, wildcards) -> str:
+        from sgp4sr.config import dataset_model
+
+        tag = dataset_model(self.config, wildcards.dataset, "iisan").get("image_pretrained")
+        return f"--image-pretrained {tag}" if tag else ""
 
     def config_json(self, wildcards) -> str:
         return json.dumps(self.modality(wildcards.dataset, wildcards.modality), sort_keys=True)

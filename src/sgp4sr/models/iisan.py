@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from pathlib import Path
-from typing import Any, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from sgp4sr.io import atomic_path
+from sgp4sr.features.iisan_cache import DEFAULT_IMAGE_MODEL, DEFAULT_TEXT_MODEL
 from sgp4sr.models.base import Batch, ModelContext, SequentialRecommender, masked_cross_entropy
 from sgp4sr.models.layers import causal_padding_mask
 from sgp4sr.models.mm_blocks import EvalTableCache, PostLNEncoder, select_targets, start_positions
@@ -29,103 +27,6 @@ from sgp4sr.models.registry import register
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TEXT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
-DEFAULT_IMAGE_MODEL = "ViT-B-32"
-
-
-# ---- frozen encoders -> cached hidden states ----------------------------------------------------
-@torch.no_grad()
-def text_hidden_states(model: Any, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-    """(n, layers + 1, d) mask-mean-pooled hidden states of a SentenceTransformer's backbone,
-    embeddings included (MiniLM pools by the mean, so each layer is pooled the same way)."""
-    backbone, tokenizer = model[0].auto_model, model.tokenizer
-    device = next(backbone.parameters()).device
-    rows = []
-    for start in range(0, len(texts), batch_size):
-        tokens = tokenizer(list(texts[start:start + batch_size]), padding=True, truncation=True,
-                           max_length=model.max_seq_length, return_tensors="pt").to(device)
-        states = backbone(**tokens, output_hidden_states=True).hidden_states
-        mask = tokens["attention_mask"].unsqueeze(-1).float()
-        pooled = [(h.float() * mask).sum(1) / mask.sum(1).clamp(min=1) for h in states]
-        rows.append(torch.stack(pooled, dim=1).cpu().numpy())
-    return np.concatenate(rows).astype(np.float32) if rows else np.zeros((0, 0, 0), np.float32)
-
-
-@torch.no_grad()
-def image_hidden_states(encoder: Any, pixels: torch.Tensor) -> np.ndarray:
-    """(n, blocks + 1, width) class-token states of an open_clip ViT: the input to the first
-    block (after ``ln_pre``) and the output of every residual block."""
-    visual = encoder.model.visual
-    batch_first = getattr(visual.transformer, "batch_first", True)
-    states: list[torch.Tensor] = []
-
-    def keep(_module, _inputs, output):
-        out = output[0] if isinstance(output, tuple) else output
-        states.append(out[:, 0] if batch_first else out[0])
-
-    hooks = [visual.ln_pre.register_forward_hook(keep)]
-    hooks += [block.register_forward_hook(keep) for block in visual.transformer.resblocks]
-    try:
-        encoder.model.encode_image(pixels.to(encoder.device, encoder.dtype))
-    finally:
-        for h in hooks:
-            h.remove()
-    return torch.stack(states, dim=1).float().cpu().numpy()
-
-
-def build_hidden_state_cache(items_path: str | os.PathLike, out: str | os.PathLike, *,
-                             images_dir: str | os.PathLike | None = None,
-                             download_dir: str | os.PathLike = ".", text_model: str = DEFAULT_TEXT_MODEL,
-                             image_model: str = DEFAULT_IMAGE_MODEL, image_pretrained: str | None = None,
-                             fields: Sequence[str] = ("title", "brand", "categories", "description"),
-                             seed: int = 0, device: str = "auto", batch_size: int = 64,
-                             text_encoder: Any = None, image_encoder: Any = None) -> Path:
-    """Run the frozen encoders once over ``items.parquet`` and the image cache; write an ``.npz``
-    with ``text`` and ``image`` (n_items, layers, d) float16 and ``text_found``/``image_found``.
-
-    Items without text or a decodable image keep zero states (their ``found`` flag is False).
-    ``text_encoder``/``image_encoder`` (already loaded) skip the loading, for tests.
-    """
-    from sgp4sr.features.build import read_items
-    from sgp4sr.features.images import fetch_images, load_image
-    from sgp4sr.features.text import item_texts, load_sentence_model
-
-    items = read_items(items_path)
-    idx = items["item_idx"].to_numpy()
-    n_items = int(idx.max()) + 1
-    texts = item_texts(items, fields)
-    text_model_obj = text_encoder or load_sentence_model(text_model, device)
-    has_text = np.array([bool(t) for t in texts])
-    chosen = [t for t, ok in zip(texts, has_text) if ok]
-    text_states = text_hidden_states(text_model_obj, chosen, batch_size)
-    text = np.zeros((n_items,) + text_states.shape[1:], np.float16)
-    text[idx[has_text]] = text_states
-
-    if image_encoder is None:
-        from sgp4sr.features.clip import load_clip
-        image_encoder = load_clip(image_model, image_pretrained, seed=seed, device=device)
-    if images_dir is None:
-        raise ValueError("iisan needs the image cache folder (images_dir) to read the raw images")
-    fetched = fetch_images(items, download_dir, images_dir, progress=False)
-    width, depth = image_encoder.model.visual.transformer.width, len(image_encoder.model.visual.transformer.resblocks)
-    image = np.zeros((n_items, depth + 1, width), np.float16)
-    image_found = np.zeros(n_items, bool)
-    ok = [(i, p) for i, p, s in zip(idx, fetched["path"], fetched["status"]) if s == "ok"]
-    for start in range(0, len(ok), batch_size):
-        chunk = [(i, load_image(p)[0]) for i, p in ok[start:start + batch_size]]
-        chunk = [(i, img) for i, img in chunk if img is not None]
-        if chunk:
-            pixels = torch.stack([image_encoder.preprocess(img) for _, img in chunk])
-            rows = [i for i, _ in chunk]
-            image[rows] = image_hidden_states(image_encoder, pixels)
-            image_found[rows] = True
-    text_found = np.zeros(n_items, bool)
-    text_found[idx[has_text]] = True
-    log.info("iisan cache: text states %s for %d items, image states %s for %d items",
-             text.shape[1:], int(text_found.sum()), image.shape[1:], int(image_found.sum()))
-    with atomic_path(out, suffix=".npz") as tmp:
-        np.savez(tmp, text=text, image=image, text_found=text_found, image_found=image_found)
-    return Path(out)
 
 
 def side_layers(n_states: int, count: int) -> list[int]:
@@ -237,6 +138,8 @@ class IISAN(EvalTableCache, SequentialRecommender):
             if items is None:
                 raise FileNotFoundError(f"iisan: hidden-state cache {cache} does not exist and no `items` "
                                         "(items.parquet) was given to build it")
+            from sgp4sr.features.iisan_cache import build_hidden_state_cache  # the features stage's builder
+
             build_hidden_state_cache(items, cache, images_dir=images_dir, download_dir=download_dir,
                                      text_model=text_model, image_model=image_model,
                                      image_pretrained=image_pretrained, seed=encoder_seed)
@@ -289,33 +192,3 @@ class IISAN(EvalTableCache, SequentialRecommender):
     def full_sort_predict(self, batch: Batch) -> torch.Tensor:
         table = self.eval_table("items", self.item_vectors)
         return self.mask_padding_scores(self.encode(batch.seq, table)[:, -1] @ table.T)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m sgp4sr.models.iisan --items ... --images ... --out ...``: build the cache once
-    (e.g. from a Snakemake rule) so that parallel training runs only read it."""
-    import argparse
-
-    from sgp4sr.io import setup_logging
-
-    p = argparse.ArgumentParser(description=main.__doc__)
-    p.add_argument("--items", required=True, help="results/<ds>/data/items.parquet")
-    p.add_argument("--images", required=True, help="the image cache folder, resources/images/<ds>")
-    p.add_argument("--downloads", default=".", help="the dataset's raw folder (for relative image paths)")
-    p.add_argument("--out", required=True, help="the .npz to write")
-    p.add_argument("--text-model", default=DEFAULT_TEXT_MODEL)
-    p.add_argument("--image-model", default=DEFAULT_IMAGE_MODEL)
-    p.add_argument("--image-pretrained", default=None, help="open_clip tag; omit for random weights")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--log", default=None)
-    args = p.parse_args(argv)
-    setup_logging(args.log)
-    build_hidden_state_cache(args.items, args.out, images_dir=args.images, download_dir=args.downloads,
-                             text_model=args.text_model, image_model=args.image_model,
-                             image_pretrained=args.image_pretrained, seed=args.seed, device=args.device)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
