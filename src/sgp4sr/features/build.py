@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 import numpy as np
 import pandas as pd
 
+from sgp4sr.features.handcrafted import HISTOGRAM_DEFAULTS
 from sgp4sr.features.matrix import check_feature_matrix, fill_fallback
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "clip": {"input": "image", "model": "ViT-B-32", "pretrained": "openai",
              "fields": ["title", "brand", "categories", "description"], "max_chars": None,
              "batch_size": 64, "fallback": "mean", "min_image_size": 16, "max_parallel_downloads": 8},
+    # A colour + gradient histogram of the pixels (features/handcrafted.py): no weights, for offline demos.
+    "histogram": {"input": "image", **HISTOGRAM_DEFAULTS, "batch_size": 64, "fallback": "mean",
+                  "min_image_size": 16, "max_parallel_downloads": 8},
     "published": {"fallback": "mean"},
     "benchmark": {"fallback": "mean"},
 }
@@ -40,7 +44,10 @@ def resolve_modality(cfg: Mapping[str, Any]) -> dict[str, Any]:
     encoder = cfg.get("encoder")
     if encoder not in DEFAULTS:
         raise ValueError(f"unknown encoder {encoder!r}; choose one of {', '.join(DEFAULTS)}")
-    return {**DEFAULTS[encoder], **dict(cfg)}
+    resolved = {**DEFAULTS[encoder], **dict(cfg)}
+    if encoder == "histogram" and resolved["input"] != "image":
+        raise ValueError(f"encoder histogram reads images only, got input {resolved['input']!r}")
+    return resolved
 
 
 def source_file_for(dataset_cfg: Mapping[str, Any], modality: str, download_dir: str) -> str | None:
@@ -111,7 +118,7 @@ def build_modality(
     if encoder in ("sentence", "clip") and (encoder == "sentence" or cfg["input"] == "text"):
         matrix, status = _encode_text(items, cfg, n_items, seed=seed, device=device, progress=progress)
         manifest["source"] = "text"
-    elif encoder == "clip":
+    elif encoder in ("clip", "histogram"):
         matrix, status, sources = _encode_images(items, cfg, n_items, seed=seed, download_dir=download_dir,
                                                  cache_dir=cache_dir, device=device, threads=threads,
                                                  progress=progress)
@@ -175,8 +182,18 @@ def _encode_text(items, cfg, n_items, *, seed, device, progress):
     return matrix, np.where(has_text, "ok", "empty_text")
 
 
-def _encode_images(items, cfg, n_items, *, seed, download_dir, cache_dir, device, threads, progress):
+def _image_encoder(cfg, *, seed, device):
+    """The loaded image encoder of a resolved ``clip`` or ``histogram`` modality config."""
+    if cfg["encoder"] == "histogram":
+        from sgp4sr.features.handcrafted import HistogramEncoder
+
+        return HistogramEncoder.from_config(cfg)
     from sgp4sr.features.clip import load_clip
+
+    return load_clip(cfg["model"], cfg["pretrained"], seed=seed, device=device)
+
+
+def _encode_images(items, cfg, n_items, *, seed, download_dir, cache_dir, device, threads, progress):
     from sgp4sr.features.images import fetch_images, image_batches
 
     fetched = fetch_images(items, download_dir, cache_dir, max_parallel=cfg["max_parallel_downloads"],
@@ -186,7 +203,7 @@ def _encode_images(items, cfg, n_items, *, seed, download_dir, cache_dir, device
     if len(todo) == 0:
         raise ValueError(f"none of the {len(items)} items has a usable image (statuses: "
                          f"{fetched['status'].value_counts().to_dict()})")
-    encoder = load_clip(cfg["model"], cfg["pretrained"], seed=seed, device=device)
+    encoder = _image_encoder(cfg, seed=seed, device=device)
     paths = fetched["path"].to_numpy()[todo].tolist()
     decode_status = ["ok"] * len(todo)
     positions: list[np.ndarray] = []
