@@ -89,5 +89,5 @@ def test_demo_data_stage_runs(data_workflow):
     assert stats["users"] >= 0.9 * TINY_DEMO["n_users"] and stats["items"] > 0
     for rule in ("demo", "parse", "filter", "split", "stats"):
         assert (data_workflow / f"logs/data/tiny.{rule}.log").exists()
-        assert (data_workflow / f"benchmarks/snakemake/data/tiny.{rule}.tsv").exists()
+        assert (data_workflow / f"logs/benchmarks/data/tiny.{rule}.tsv").exists()
     assert (data_workflow / "resources/downloads/tiny/images").is_dir()

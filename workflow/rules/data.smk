@@ -29,7 +29,7 @@ rule download:
     log:
         "logs/data/{dataset}.download.{filename}.log",
     benchmark:
-        "benchmarks/snakemake/data/{dataset}.download.{filename}.tsv"
+        "logs/benchmarks/data/{dataset}.download.{filename}.tsv"
     params:
         url=DATA.download_url,
         checks=DATA.download_checks,
@@ -54,7 +54,7 @@ rule demo_data:
     log:
         "logs/data/{dataset}.demo.log",
     benchmark:
-        "benchmarks/snakemake/data/{dataset}.demo.tsv"
+        "logs/benchmarks/data/{dataset}.demo.tsv"
     params:
         out_dir=DATA.demo_out_dir,
         demo=DATA.demo_config_json,
@@ -82,7 +82,7 @@ rule parse:
     log:
         "logs/data/{dataset}.parse.log",
     benchmark:
-        "benchmarks/snakemake/data/{dataset}.parse.tsv"
+        "logs/benchmarks/data/{dataset}.parse.tsv"
     params:
         skip=DATA.skip_malformed_flag,
     threads: 1
@@ -107,7 +107,7 @@ rule parse_recbole:
     log:
         "logs/data/{dataset}.parse.log",
     benchmark:
-        "benchmarks/snakemake/data/{dataset}.parse.tsv"
+        "logs/benchmarks/data/{dataset}.parse.tsv"
     params:
         args=DATA.recbole_args,
     threads: 1
@@ -131,7 +131,7 @@ rule filter:
     log:
         "logs/data/{dataset}.filter.log",
     benchmark:
-        "benchmarks/snakemake/data/{dataset}.filter.tsv"
+        "logs/benchmarks/data/{dataset}.filter.tsv"
     params:
         kcore=DATA.kcore,
     threads: 1
@@ -156,7 +156,7 @@ rule split:
     log:
         "logs/data/{dataset}.split.log",
     benchmark:
-        "benchmarks/snakemake/data/{dataset}.split.tsv"
+        "logs/benchmarks/data/{dataset}.split.tsv"
     params:
         unseen=DATA.unseen_targets,
     threads: 1
@@ -180,7 +180,7 @@ rule import_benchmark:
     log:
         "logs/data/{dataset}.import_benchmark.log",
     benchmark:
-        "benchmarks/snakemake/data/{dataset}.import_benchmark.tsv"
+        "logs/benchmarks/data/{dataset}.import_benchmark.tsv"
     params:
         train=DATA.benchmark_train_arg,
         unseen=DATA.unseen_targets,
@@ -204,7 +204,7 @@ rule stats:
     log:
         "logs/data/{dataset}.stats.log",
     benchmark:
-        "benchmarks/snakemake/data/{dataset}.stats.tsv"
+        "logs/benchmarks/data/{dataset}.stats.tsv"
     params:
         paper=DATA.paper_stats_json,
     threads: 1

@@ -22,7 +22,7 @@ rule features:
     log:
         "logs/features/{dataset}.{modality}.log",
     benchmark:
-        "benchmarks/snakemake/features/{dataset}.{modality}.tsv"
+        "logs/benchmarks/features/{dataset}.{modality}.tsv"
     params:
         config=FEATURES.config_json,
         source=FEATURES.source_arg,
@@ -51,7 +51,7 @@ rule feature_manifest:
     log:
         "logs/features/{dataset}.manifest.log",
     benchmark:
-        "benchmarks/snakemake/features/{dataset}.manifest.tsv"
+        "logs/benchmarks/features/{dataset}.manifest.tsv"
     threads: 1
     resources:
         mem_mb=1000,
@@ -72,7 +72,7 @@ rule feature_noise:
     log:
         "logs/features/{dataset}.{modality}@noise{ratio}.log",
     benchmark:
-        "benchmarks/snakemake/features/{dataset}.{modality}@noise{ratio}.tsv"
+        "logs/benchmarks/features/{dataset}.{modality}@noise{ratio}.tsv"
     params:
         seed=SEED,
     threads: 1
@@ -94,7 +94,7 @@ rule iisan_cache:
     log:
         "logs/features/{dataset}.iisan_cache.log",
     benchmark:
-        "benchmarks/snakemake/features/{dataset}.iisan_cache.tsv"
+        "logs/benchmarks/features/{dataset}.iisan_cache.tsv"
     params:
         cache=FEATURES.cache_dir,
         downloads=FEATURES.download_dir,

@@ -17,7 +17,7 @@ rule cooccurrence:
     log:
         "logs/graphs/{dataset}.cooccurrence.log",
     benchmark:
-        "benchmarks/snakemake/graphs/{dataset}.cooccurrence.tsv"
+        "logs/benchmarks/graphs/{dataset}.cooccurrence.tsv"
     params:
         data=GRAPHS.split_dir,
     threads: 1
@@ -42,7 +42,7 @@ rule modal_graph:
     log:
         "logs/graphs/{dataset}/{fset}/{modality}_H{H}_m{mu_m}_o{mu_o}.log",
     benchmark:
-        "benchmarks/snakemake/graphs/{dataset}/{fset}/{modality}_H{H}_m{mu_m}_o{mu_o}.tsv"
+        "logs/benchmarks/graphs/{dataset}/{fset}/{modality}_H{H}_m{mu_m}_o{mu_o}.tsv"
     threads: 4
     resources:
         mem_mb=8000,
@@ -65,7 +65,7 @@ rule centres:
     log:
         "logs/graphs/{dataset}/{fset}/{modality}_centres_k{k}_s{seed}.log",
     benchmark:
-        "benchmarks/snakemake/graphs/{dataset}/{fset}/{modality}_centres_k{k}_s{seed}.tsv"
+        "logs/benchmarks/graphs/{dataset}/{fset}/{modality}_centres_k{k}_s{seed}.tsv"
     params:
         kmeans=GRAPHS.kmeans,
     threads: 2
@@ -89,7 +89,7 @@ rule graph_summary:
     log:
         "logs/graphs/{dataset}/{fset}/summary_H{H}_m{mu_m}_o{mu_o}_k{k}.log",
     benchmark:
-        "benchmarks/snakemake/graphs/{dataset}/{fset}/summary_H{H}_m{mu_m}_o{mu_o}_k{k}.tsv"
+        "logs/benchmarks/graphs/{dataset}/{fset}/summary_H{H}_m{mu_m}_o{mu_o}_k{k}.tsv"
     params:
         centres=GRAPHS.summary_centres_arg,
     threads: 1

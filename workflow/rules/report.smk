@@ -23,7 +23,7 @@ rule table1:
     log:
         "logs/report/table1.log",
     benchmark:
-        "benchmarks/snakemake/report/table1.tsv"
+        "logs/benchmarks/report/table1.tsv"
     threads: 1
     conda:
         "../envs/sgp4sr.yaml"
@@ -52,7 +52,7 @@ rule table2:
     log:
         "logs/report/table2.log",
     benchmark:
-        "benchmarks/snakemake/report/table2.tsv"
+        "logs/benchmarks/report/table2.tsv"
     threads: 1
     conda:
         "../envs/sgp4sr.yaml"
@@ -80,7 +80,7 @@ rule table3:
     log:
         "logs/report/table3.log",
     benchmark:
-        "benchmarks/snakemake/report/table3.tsv"
+        "logs/benchmarks/report/table3.tsv"
     threads: 1
     conda:
         "../envs/sgp4sr.yaml"
@@ -106,7 +106,7 @@ rule figure_noise:
     log:
         "logs/report/figure_noise.log",
     benchmark:
-        "benchmarks/snakemake/report/figure_noise.tsv"
+        "logs/benchmarks/report/figure_noise.tsv"
     threads: 1
     conda:
         "../envs/sgp4sr.yaml"
@@ -132,7 +132,7 @@ rule figure_centres:
     log:
         "logs/report/figure_centres.log",
     benchmark:
-        "benchmarks/snakemake/report/figure_centres.tsv"
+        "logs/benchmarks/report/figure_centres.tsv"
     threads: 1
     conda:
         "../envs/sgp4sr.yaml"
@@ -161,7 +161,7 @@ checkpoint tuning_select:
     log:
         "logs/report/tuning_select/{dataset}.log",
     benchmark:
-        "benchmarks/snakemake/report/tuning_select/{dataset}.tsv"
+        "logs/benchmarks/report/tuning_select/{dataset}.tsv"
     threads: 1
     conda:
         "../envs/sgp4sr.yaml"
@@ -188,7 +188,7 @@ rule tuning_table:
     log:
         "logs/report/tuning_table.log",
     benchmark:
-        "benchmarks/snakemake/report/tuning_table.tsv"
+        "logs/benchmarks/report/tuning_table.tsv"
     threads: 1
     conda:
         "../envs/sgp4sr.yaml"

@@ -22,7 +22,7 @@ rule train:
     log:
         "logs/train/{dataset}/{model}/{variant}/seed{seed}.log",
     benchmark:
-        "benchmarks/snakemake/train/{dataset}/{model}/{variant}/seed{seed}.tsv"
+        "logs/benchmarks/train/{dataset}/{model}/{variant}/seed{seed}.tsv"
     params:
         data=TRAIN.data_dir,
         features=TRAIN.features_arg,
@@ -54,7 +54,7 @@ rule pretrain:
     log:
         "logs/pretrain/{model}/{dataset}.log",
     benchmark:
-        "benchmarks/snakemake/pretrain/{model}/{dataset}.tsv"
+        "logs/benchmarks/pretrain/{model}/{dataset}.tsv"
     params:
         sources=TRAIN.pretrain_sources_arg,
         run=TRAIN.pretrain_params,

@@ -13,7 +13,7 @@ targets in training, the last position at evaluation).
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, NamedTuple
 
 import numpy as np
 import torch
@@ -24,10 +24,20 @@ from sgp4sr.models.base import (Batch, ModelContext, SequentialRecommender, mask
                                 sparse_to_torch)
 from sgp4sr.models.layers import SASRecLayer, causal_padding_mask, init_weights, position_ids
 from sgp4sr.models.registry import register
-from sgp4sr.models.sgp4sr_centres import CENTRE_MASKS, CentreOptions, centre_mix
+from sgp4sr.models.sgp4sr_centres import CENTRE_MASKS, CentreOptions, OutputRows, centre_mix
 from sgp4sr.variants import ABLATIONS
 
 ID = "id"
+
+
+class _Outputs(NamedTuple):
+    """The forward pass at the output positions: fused ``u_s`` (R, d), ``u_m`` per modality, and the item
+    tables they are scored against (``E`` and each modality's ``T_m``)."""
+
+    u_s: torch.Tensor
+    users: dict[str, torch.Tensor]
+    emb: torch.Tensor
+    tables: dict[str, torch.Tensor]
 
 
 class _Stack(nn.Module):
@@ -174,8 +184,9 @@ class SGP4SR(SequentialRecommender):
                     centres[m] = torch.sparse.mm(getattr(self, f"centres_{i}"), tables[m]) * self.centre_scale
         return emb, g_o, tables, centres
 
-    def _outputs(self, seq: torch.Tensor, rows_b: torch.Tensor, rows_j: torch.Tensor, one_per_row: bool):
-        """User vectors at the output positions ``(rows_b, rows_j)``: fused ``u_s`` (R, d) and ``u_m`` per modality."""
+    def _outputs(self, at: OutputRows) -> _Outputs:
+        """User vectors at the output positions ``at``: fused ``u_s`` (R, d) and ``u_m`` per modality."""
+        seq, rows_b, rows_j = at.seq, at.rows_b, at.rows_j
         emb, g_o, tables, centres = self._tables()
         keep = (seq != 0).unsqueeze(-1)
         pos = position_ids(seq)
@@ -204,11 +215,10 @@ class SGP4SR(SequentialRecommender):
                 opts = CentreOptions(mask=self.centre_mask, tau=self.tau, sample=self.training or self.eval_gumbel,
                                      dropout=stack.dropout if self.centre_dropout else None,
                                      ffn_norm=self.centre_ffn_norm, chunk_rows=self.centre_chunk)
-                v = v + self.alpha * centre_mix(list(stack.layers), centres[m], first[m], layer_inputs[m], seq,
-                                                rows_b, rows_j, one_per_row, opts)
+                v = v + self.alpha * centre_mix(list(stack.layers), centres[m], first[m], layer_inputs[m], at, opts)
             users[m] = stack.last_norm(v)
         fused = self.beta * h[ID] + sum(self.weights[m] * h[m] for m in self.modalities)
-        return self._stack(ID).last_norm(fused), users, emb, tables
+        return _Outputs(self._stack(ID).last_norm(fused), users, emb, tables)
 
     def _trim(self, seq: torch.Tensor, target: torch.Tensor | None = None):
         """Drop columns that are padding in every row (exact: positions count from the oldest item)."""
@@ -218,7 +228,7 @@ class SGP4SR(SequentialRecommender):
         start = int(real.float().argmax()) if bool(real.any()) else seq.size(1) - 1
         return seq[:, start:], None if target is None else target[:, start:]
 
-    def _positions(self, batch: Batch):
+    def _positions(self, batch: Batch) -> OutputRows:
         """Trimmed sequence, output positions (rows_b, rows_j), their targets, and whether there is one per row.
 
         With targets: every position whose target is not 0 (one-pass or prefix
@@ -227,28 +237,27 @@ class SGP4SR(SequentialRecommender):
         seq, target = self._trim(batch.seq, batch.target)
         if target is None:
             rows_b = torch.arange(seq.size(0), device=seq.device)
-            return seq, rows_b, torch.full_like(rows_b, seq.size(1) - 1), None, True
+            return OutputRows(seq, rows_b, torch.full_like(rows_b, seq.size(1) - 1), None, True)
         rows_b, rows_j = torch.nonzero(target, as_tuple=True)
         if rows_b.numel() == 0:
             raise ValueError("sgp4sr: batch has no target (every target is 0)")
         one_per_row = rows_b.numel() == seq.size(0) and bool((rows_j == seq.size(1) - 1).all())
-        return seq, rows_b, rows_j, target[rows_b, rows_j], one_per_row
+        return OutputRows(seq, rows_b, rows_j, target[rows_b, rows_j], one_per_row)
 
     def user_vectors(self, batch: Batch) -> dict[str, torch.Tensor]:
         """User vectors (R, d) at each output position (see :meth:`_positions`): ``u_s`` and one per modality."""
-        seq, rows_b, rows_j, _, one_per_row = self._positions(batch)
-        u_s, users, _, _ = self._outputs(seq, rows_b, rows_j, one_per_row)
-        return {"u_s": u_s, **users}
+        out = self._outputs(self._positions(batch))
+        return {"u_s": out.u_s, **out.users}
 
     def calculate_loss(self, batch: Batch) -> torch.Tensor:
         """``CE(u_s E^T) + sum_m w_m CE(u_m T_m^T)`` averaged over every position with a target."""
         if batch.target is None:
             raise ValueError("sgp4sr: calculate_loss needs batch.target")
-        seq, rows_b, rows_j, y, one_per_row = self._positions(batch)
-        u_s, users, emb, tables = self._outputs(seq, rows_b, rows_j, one_per_row)
-        loss = masked_cross_entropy(u_s @ emb.T, y)
+        at = self._positions(batch)
+        u_s, users, emb, tables = self._outputs(at)
+        loss = masked_cross_entropy(u_s @ emb.T, at.target)
         for m in self.modalities:
-            loss = loss + self.weights[m] * masked_cross_entropy(users[m] @ tables[m].T, y)
+            loss = loss + self.weights[m] * masked_cross_entropy(users[m] @ tables[m].T, at.target)
         return loss
 
     def score_terms(self) -> tuple[str, ...]:
@@ -259,8 +268,7 @@ class SGP4SR(SequentialRecommender):
         """``y = u_s E^T + sum_m w_m u_m T_m^T`` for the next item after each row, as one matmul; PAD -inf.
 
         Under :meth:`scoring_only` only that term of the sum."""
-        seq, rows_b, rows_j, _, _ = self._positions(Batch(batch.seq))
-        u_s, users, emb, tables = self._outputs(seq, rows_b, rows_j, one_per_row=True)
+        u_s, users, emb, tables = self._outputs(self._positions(Batch(batch.seq)))
         terms = [(ID, u_s, emb), *((m, self.weights[m] * users[m], tables[m]) for m in self.modalities)]
         terms = [t for t in terms if self.score_term in (None, t[0])]
         left = torch.cat([u for _, u, _ in terms], dim=1)

@@ -21,7 +21,7 @@ centres (evaluation) are projected once.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -51,6 +51,18 @@ class CentreOptions:
     dropout: nn.Module | None = None
     ffn_norm: bool = False
     chunk_rows: int = 0
+
+
+class OutputRows(NamedTuple):
+    """Where a batch's user vectors are read: the (trimmed) sequences ``seq`` (B, t) and the output
+    positions ``(rows_b[r], rows_j[r])``; ``target`` their next items (None at evaluation);
+    ``one_per_row``: exactly the last position of every row."""
+
+    seq: torch.Tensor
+    rows_b: torch.Tensor
+    rows_j: torch.Tensor
+    target: torch.Tensor | None = None
+    one_per_row: bool = False
 
 
 def centre_key_mask(seq: torch.Tensor, rows_b: torch.Tensor, rows_j: torch.Tensor, k: int,
@@ -165,8 +177,7 @@ def initial_centres(z0: torch.Tensor, rows: int, dropout: nn.Module | None) -> t
 
 
 def centre_mix(blocks: Sequence[SASRecLayer], z0: torch.Tensor, first: torch.Tensor,
-               layer_inputs: Sequence[torch.Tensor], seq: torch.Tensor, rows_b: torch.Tensor, rows_j: torch.Tensor,
-               one_per_row: bool, opts: CentreOptions) -> torch.Tensor:
+               layer_inputs: Sequence[torch.Tensor], at: OutputRows, opts: CentreOptions) -> torch.Tensor:
     """``p @ Z_u`` (R, d): the user's centre states after every layer, mixed with the selection weights ``p``.
 
     ``z0`` (k, d) initial centres (already scaled), ``first`` (R, d) the
@@ -179,6 +190,7 @@ def centre_mix(blocks: Sequence[SASRecLayer], z0: torch.Tensor, first: torch.Ten
     each chunk is checkpointed (its dropout replayed), so only its small
     output (chunk, d) is kept for the backward pass.
     """
+    seq, rows_b, rows_j, one_per_row = at.seq, at.rows_b, at.rows_j, at.one_per_row
     k, total = z0.size(0), rows_b.numel()
     noise = gumbel_noise(total, k, first) if opts.sample else None
     per_chunk = max(1, opts.chunk_rows // k) if opts.chunk_rows else total
