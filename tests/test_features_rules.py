@@ -62,3 +62,14 @@ def test_params_carry_resolved_defaults_and_resources(rules):
     assert rules.cache_dir(wc("baby")) == "res/images/baby"
     assert rules.manifest_inputs(wc("office")) == ["results/office/features/image.manifest.parquet",
                                                    "results/office/features/text.manifest.parquet"]
+
+
+def test_pixel_encoders_take_the_raw_images_and_have_resources():
+    config = {"datasets": {"demo": {"source": "demo", "modalities": {
+        "image": {"encoder": "histogram"}, "text": {"encoder": "sentence"}}}}}
+    rules = FeatureRules(config, "res")
+    assert rules.image_inputs(wc("demo", "image")) == ["res/downloads/demo/images"]
+    assert rules.image_inputs(wc("demo", "text")) == []
+    assert rules.mem_mb(wc("demo", "image")) == 2000 and rules.runtime(wc("demo", "image")) == 60
+    assert rules.iisan_inputs(wc("demo")) == {"item_table": "results/demo/data/items.parquet",
+                                              "images": ["res/downloads/demo/images"]}

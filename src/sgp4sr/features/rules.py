@@ -19,12 +19,13 @@ from sgp4sr.features.noise import DEFAULT_NOISE_RATIOS, noisy_name
 # Per-job memory (MB) and runtime (minutes) by encoder. CLIP on images is the
 # long one (downloads + one ViT pass per image on a CPU); published holds the
 # kept 4096-d rows (~380 MB on Clothing) plus its read buffer.
-MEM_MB = {"sentence": 4000, "clip": 6000, "published": 4000, "benchmark": 2000}
-RUNTIME_MIN = {"sentence": 60, "clip_image": 240, "clip_text": 60, "published": 120, "benchmark": 10}
+MEM_MB = {"sentence": 4000, "clip": 6000, "histogram": 2000, "published": 4000, "benchmark": 2000}
+RUNTIME_MIN = {"sentence": 60, "clip_image": 240, "clip_text": 60, "histogram": 60, "published": 120,
+               "benchmark": 10}
 
 
 #: encoders that read an item's image pixels (their jobs take the raw images as inputs)
-PIXEL_ENCODERS = ("clip",)
+PIXEL_ENCODERS = ("clip", "histogram")
 
 
 class FeatureRuleError(ValueError):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ast
+import functools
 import importlib
 import importlib.util
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 if TYPE_CHECKING:  # keep this module free of torch: the Snakefile reads REQUIRES at parse time
@@ -24,30 +27,47 @@ _MODULES = {
     "iisan": "sgp4sr.models.iisan",
 }
 
-#: what each model reads beyond the sequences (each class's ``requires``; a test keeps them equal),
-#: so the workflow can list a run's input files without importing torch or the model
-REQUIRES: dict[str, tuple[str, ...]] = {
-    "sgp4sr": ("cooccurrence", "modal_graphs", "centres", "features"),
-    "sasrec": (),
-    "gru4rec": (),
-    "bert4rec": (),
-    "fdsa": ("features",),
-    "sasrecf": ("features",),
-    "unisrec": ("features",),
-    "mmmlp": ("features",),
-    "missrec": ("features",),
-    "hm4sr": ("features", "categories"),  # categories optional: absent in bare benchmark folders
-    "iisan": (),  # reads its own cache of hidden states (see models/iisan.py)
-}
+@functools.lru_cache(maxsize=None)
+def _static_requires(name: str) -> tuple[str, ...]:
+    """The ``requires`` class attribute of model ``name``, read from its module's source (no import).
+
+    The class is the one decorated ``@register(name)``; without its own ``requires`` it has the base's ``()``.
+    """
+    spec = importlib.util.find_spec(_MODULES[name])
+    if spec is None or spec.origin is None:
+        raise KeyError(f"model '{name}': module {_MODULES[name]} is not installed")
+    tree = ast.parse(Path(spec.origin).read_text())
+    for node in tree.body:
+        registered = isinstance(node, ast.ClassDef) and any(
+            isinstance(d, ast.Call) and getattr(d.func, "id", None) == "register" and d.args
+            and isinstance(d.args[0], ast.Constant) and d.args[0].value == name for d in node.decorator_list)
+        if not registered:
+            continue
+        for stmt in node.body:
+            targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target] if isinstance(
+                stmt, ast.AnnAssign) else []
+            if any(isinstance(t, ast.Name) and t.id == "requires" for t in targets) and stmt.value is not None:
+                return tuple(ast.literal_eval(stmt.value))
+        return ()
+    raise KeyError(f"model '{name}': no class decorated @register({name!r}) in {spec.origin}")
+
+
+def __getattr__(attr: str) -> Any:
+    if attr == "REQUIRES":
+        #: model -> what it reads beyond the sequences (its class's ``requires``), read from the sources so the
+        #: workflow lists a run's inputs without importing torch; the one model table is ``_MODULES``
+        return {name: _static_requires(name) for name in _MODULES}
+    raise AttributeError(f"module 'sgp4sr.models.registry' has no attribute {attr!r}")
+
 
 _REGISTRY: dict[str, type[SequentialRecommender]] = {}
 
 
 def model_requires(name: str) -> tuple[str, ...]:
     """Static ``requires`` of a model by name (no import of the model module)."""
-    if name not in REQUIRES:
-        raise KeyError(f"unknown model '{name}'; known: {', '.join(sorted(REQUIRES))}")
-    return REQUIRES[name]
+    if name not in _MODULES:
+        raise KeyError(f"unknown model '{name}'; known: {', '.join(sorted(_MODULES))}")
+    return _static_requires(name)
 
 
 def register(name: str):
