@@ -151,3 +151,32 @@ def test_layout_names_round_trip():
     assert layout.feature_name("text", "image@noise0.3") == "text.npy"
     assert layout.noisy_fset("image", 0.30) == "image@noise0.3"
     assert layout.noisy_modality(layout.CLEAN) is None
+
+
+def test_train_jobs_are_sized_from_their_inputs_and_graph_jobs_take_one_thread(demo_config, tmp_path, monkeypatch):
+    import pandas as pd
+
+    from sgp4sr.engine.resources import UNSIZED
+
+    monkeypatch.chdir(tmp_path)
+    rules = TrainRules(demo_config)
+    wc = SimpleNamespace(dataset="demo", model="sgp4sr", variant="default", seed="1")
+    inputs = SimpleNamespace(**rules.plan("demo", "sgp4sr", "default").inputs)
+    assert rules.mem_mb(wc, inputs, 1) == UNSIZED.mem_mb  # a dry run before the split exists
+    data = tmp_path / layout.data_dir("demo")
+    data.mkdir(parents=True)
+    pd.DataFrame({"item_idx": range(1, 1425)}).to_parquet(data / "items.parquet")
+    (data / "train.inter").write_text("header\n" + "u\t1 2\t3\n" * 20_000)
+    feats = tmp_path / layout.features_dir("demo")
+    feats.mkdir(parents=True)
+    np.save(feats / "image.npy", np.zeros((1425, 512), np.float32))
+    np.save(feats / "text.npy", np.zeros((1425, 384), np.float32))
+    first, second = rules.mem_mb(wc, inputs, 1), rules.mem_mb(wc, inputs, 2)
+    assert 1500 <= first <= 4000 and second == 2 * first  # a d = 64 SGP4SR on 1,400 items peaks near 2.3 GB
+    assert rules.runtime(wc, inputs, 1) > 10
+    sasrec = SimpleNamespace(dataset="demo", model="sasrec", variant="default", seed="1")
+    assert rules.mem_mb(sasrec, SimpleNamespace(**rules.plan("demo", "sasrec", "default").inputs), 1) < first
+    graphs = (ROOT / "workflow" / "rules" / "graphs.smk").read_text()
+    for rule in ("modal_graph", "centres"):
+        body = graphs.split(f"rule {rule}:", 1)[1].split("\nrule ", 1)[0]
+        assert "threads: 1\n" in body, rule
