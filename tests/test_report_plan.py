@@ -110,8 +110,11 @@ def test_rule_helpers(config):
     wc = SimpleNamespace(dataset="toy")
     assert rules.output_prefix(wc, ["results/report/table2_overall.csv", "x.md"]) == "results/report/table2_overall"
     assert rules.table1_paper(wc) == '{"toy": {"users": 5}}'
-    inputs = rules.table2_inputs(wc)
-    assert len(inputs) == 2 * 6 and rules.table2_metrics(wc).count("metrics.json") == 6
+    inputs = rules.table2_inputs(wc)  # 6 model runs + popularity + the oracle (toy is a demo dataset)
+    assert len(inputs) == 2 * 8 and rules.table2_metrics(wc).count("metrics.json") == 8
+    assert "results/toy/runs/oracle/default/seed1/metrics.json" in inputs
+    config["experiments"] = {**config.get("experiments", {}), "bounds": False}
+    assert len(ReportRules(config).table2_inputs(wc)) == 2 * 6
     assert rules.table3_variants(wc) == "default wo_coo wo_cip"
     assert rules.centre_default_k(wc) == '{"toy": 4}'
     assert rules.valid_metric(wc) == "recall@5"

@@ -125,3 +125,18 @@ def test_cli_writes_all_formats(overall, tmp_path, monkeypatch):
     for suffix in (".csv", ".md", ".tex", ".html"):
         assert (prefix.parent / (prefix.name + suffix)).stat().st_size > 0
     assert len(pd.read_csv(f"{prefix}.csv")) == 6
+
+
+def test_table2_shows_bounds_beside_the_models_never_as_one(overall, tmp_path, monkeypatch):
+    monkeypatch.setattr("sgp4sr.report.tables._significance", lambda *a, **k: {})
+    bounds = load_runs([write_run(tmp_path, "demo", "popularity", "default", 1, test=_fixed(0.05)),
+                        write_run(tmp_path, "demo", "oracle", "default", 1, test=_fixed(0.60))])
+    table, numbers = table2(list(overall) + bounds, "sgp4sr", METRICS, "ndcg@10")
+    assert table.columns[:7] == ["Dataset", "Metric", "Popularity†", "SASRec", "GRU4Rec", "SGP4SR", "Oracle†"]
+    row = table.rows[0]
+    assert row[2] == Cell("0.0500") and row[6] == Cell("0.6000")  # one seed: no spread, never marked
+    assert row[5].mark == "best" and row[7].text == "+25.00%"  # the oracle is not the best, SASRec the baseline
+    rec = numbers[(numbers.model == "sgp4sr") & (numbers.metric == "recall@10")].iloc[0]
+    assert rec.best_baseline == "sasrec"
+    assert any("Reference rows" in note for note in table.notes)
+    assert set(numbers[numbers.get("bound") == True].model) == {"popularity", "oracle"}  # noqa: E712

@@ -57,7 +57,7 @@ CONFIG = {
 
 def _quality(model: str, variant: str) -> float:
     """Planted: SGP4SR > SASRecF > SASRec; lr~0.01 is the better grid point (on validation and test)."""
-    base = {"sgp4sr": 0.6, "sasrecf": 0.4, "sasrec": 0.3}[model]
+    base = {"sgp4sr": 0.6, "sasrecf": 0.4, "sasrec": 0.3, "popularity": 0.1, "oracle": 0.9}[model]
     return base + (0.1 if "lr~0.01" in variant else 0.0) - (0.2 if "noise" in variant else 0.0)
 
 
@@ -72,7 +72,8 @@ def workdir(tmp_path_factory) -> Path:
                {"users": 400, "items": 499, "interactions": 4000, "avg_length": 10.0, "sparsity": 0.98})
     rng = np.random.default_rng(0)
     runs = (plan.table2_runs(CONFIG) + plan.table3_runs(CONFIG) + plan.noise_runs(CONFIG) + plan.centre_runs(CONFIG)
-            + [("toy", "sgp4sr", v, s) for v in plan.tuning_points(CONFIG, "toy") for s in (1, 2)])
+            + [("toy", "sgp4sr", v, s) for v in plan.tuning_points(CONFIG, "toy") for s in (1, 2)]
+            + plan.bound_runs(CONFIG))
     for ds, model, variant, seed in dict.fromkeys(runs):
         quality = _quality(model, variant)
         write_run(work, ds, model, variant, seed, test_rank=ranks_with_quality(rng, 400, quality),
@@ -96,7 +97,7 @@ def test_report_rules_build_every_target_and_the_html_report(workdir):
     tuning = pd.read_csv(workdir / "results/report/tuning.csv")
     assert set(tuning.variant) == {"lr~0.01", "default"} and set(tuning.n_seeds) == {2}
     table2 = (workdir / "results/report/table2_overall.md").read_text()
-    assert "**" in table2 and "SASRecF" in table2
+    assert "**" in table2 and "SASRecF" in table2 and "Oracle†" in table2 and "Popularity†" in table2
     report = _snakemake(workdir, "--report", str(workdir / "report.html"))
     assert report.returncode == 0, report.stdout + report.stderr
     assert (workdir / "report.html").stat().st_size > 10_000

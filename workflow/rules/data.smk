@@ -48,6 +48,8 @@ rule demo_data:
         reviews=f"{RESOURCES}/downloads/{{dataset}}/reviews_{DEMO_CATEGORY}_5.json.gz",
         meta=f"{RESOURCES}/downloads/{{dataset}}/meta_{DEMO_CATEGORY}.json.gz",
         truth=f"{RESOURCES}/downloads/{{dataset}}/truth_{DEMO_CATEGORY}.csv",
+        truth_users=f"{RESOURCES}/downloads/{{dataset}}/truth_users_{DEMO_CATEGORY}.csv",
+        law=f"{RESOURCES}/downloads/{{dataset}}/law_{DEMO_CATEGORY}.json",
         images=directory(f"{RESOURCES}/downloads/{{dataset}}/images"),
     wildcard_constraints:
         dataset=DATA.demo_datasets,

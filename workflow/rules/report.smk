@@ -6,7 +6,34 @@
 # cached `train` job.
 from sgp4sr.report.rules import ReportRules
 
-REPORT_RULES = ReportRules(config, checkpoints)
+REPORT_RULES = ReportRules(config, checkpoints, RESOURCES)
+
+rule bound:
+    input:
+        unpack(REPORT_RULES.bound_inputs),
+    output:
+        metrics="results/{dataset}/runs/{bound}/default/seed1/metrics.json",
+        ranks="results/{dataset}/runs/{bound}/default/seed1/ranks.parquet",
+    wildcard_constraints:
+        bound="popularity|oracle",
+    log:
+        "logs/report/{dataset}.{bound}.log",
+    benchmark:
+        "logs/benchmarks/report/{dataset}.{bound}.tsv"
+    params:
+        data=TRAIN.data_dir,
+        out=REPORT_RULES.bound_out,
+        truth=REPORT_RULES.bound_truth_arg,
+        topk=REPORT_RULES.topk,
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        "../envs/sgp4sr.yaml"
+    shell:
+        "sgp4sr --log {log} report bound --kind {wildcards.bound} --data {params.data:q} --out {params.out:q}"
+        " --topk {params.topk} {params.truth}"
 
 
 rule table1:

@@ -55,6 +55,12 @@ def cmd_table2(args: argparse.Namespace) -> None:
         log.info("wrote %s", path)
 
 
+def cmd_bound(args: argparse.Namespace) -> None:
+    from sgp4sr.report.bounds import write_bound
+
+    write_bound(args.kind, args.data, args.out, args.topk, args.truth, args.category)
+
+
 def cmd_table3(args: argparse.Namespace) -> None:
     from sgp4sr.report.render import write_table
     from sgp4sr.report.runs import load_runs
@@ -124,6 +130,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = step("table1", cmd_table1, "dataset statistics (Table 1)")
     p.add_argument("--stats", nargs="+", required=True, help="results/<ds>/data/stats.json files")
     p.add_argument("--paper-stats", type=_json_arg, default={}, help='JSON {dataset: {users: ..., ...}}')
+
+    p = step("bound", cmd_bound, "a reference row of Table 2: popularity, or the demo's oracle", False)
+    p.add_argument("--kind", required=True, choices=["popularity", "oracle"])
+    p.add_argument("--data", required=True, help="the split folder, results/<ds>/data")
+    p.add_argument("--out", required=True, help="results/<ds>/runs/<kind>/default/seed1")
+    p.add_argument("--topk", type=int, nargs="+", default=[5, 10, 20, 50])
+    p.add_argument("--truth", default=None, help="oracle: the demo's raw folder (truth_*.csv, law_*.json)")
+    p.add_argument("--category", default="Demo", help="oracle: the demo's category name in its file names")
 
     p = step("table2", cmd_table2, "models x datasets with significance (Table 2)")
     p.add_argument("--runs", nargs="+", required=True, help="metrics.json files (ranks.parquet beside them)")

@@ -23,8 +23,10 @@ model is meant to exploit and what an ID-only model can only partly learn:
 
 Outputs in ``out_dir``: ``reviews_<Cat>_5.json.gz`` and ``meta_<Cat>.json.gz``
 (one Python-literal dict per line, gzip mtime 0 so a seed gives identical
-bytes), ``images/<asin>.jpg`` and ``truth_<Cat>.csv`` (the latent labels,
-for checks and analyses; no stage reads it).
+bytes), ``images/<asin>.jpg``, ``truth_<Cat>.csv`` (the latent item labels),
+``truth_users_<Cat>.csv`` (each user's interests) and ``law_<Cat>.json`` (the
+transition parameters): with them :func:`load_law` rebuilds the exact
+next-item law, which the report's oracle row ranks by; no model reads them.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
-from sgp4sr.io import atomic_path
+from sgp4sr.io import atomic_path, write_json
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,7 @@ DEFAULTS: dict[str, Any] = {
     "image_size": 64,
     "popularity_exponent": 0.9,
     "complement_rate": 0.0,
+    "subtopic_progression": 0.0,
 }
 SUBTOPICS = 4  # per category; items of a sub-topic share words and an image pattern
 SAME_SUBTOPIC = 0.7  # P(stay in the sub-topic | stay in the category)
@@ -215,56 +218,105 @@ def _complements(rng: np.random.Generator, item_cat: np.ndarray) -> list[np.ndar
     return out
 
 
-def _sequences(rng: np.random.Generator, cfg: Mapping[str, Any], item_cat: np.ndarray, item_sub: np.ndarray,
-               pop: np.ndarray, n_cats: int, complements: list[np.ndarray] | None = None) -> list[list[int]]:
-    """Per user a list of distinct item positions following the planted transitions."""
-    rate = float(cfg["complement_rate"]) if complements else 0.0
-    pools: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
-    for c in range(n_cats):
-        for s in [*range(SUBTOPICS), -1]:
-            mask = (item_cat == c) & ((item_sub == s) if s >= 0 else True)
-            idx = np.flatnonzero(mask)
-            if len(idx):
-                w = np.cumsum(pop[idx])
-                pools[(c, s)] = (idx, w / w[-1])
-    cat_weight = rng.dirichlet(np.full(n_cats, 3.0))
+@dataclass
+class NextItemLaw:
+    """The demo's true next-item distribution: what the sampler draws from and what the oracle ranks by.
+
+    Given the user's last item ``i`` (category ``c``, sub-topic ``s``), the items seen so far and the user's
+    interests, the next item is
+
+    * with probability ``complement_rate``, one of ``i``'s unseen complements, uniformly;
+    * otherwise, with probability ``transition_coherence``, an item of ``c``: with probability
+      ``same_subtopic`` of sub-topic ``s + 1`` (probability ``subtopic_progression``, the ordered
+      progression that text and image both show) or ``s`` (the rest), else of any sub-topic;
+    * otherwise an item of another of the user's interests (any category for a one-interest user);
+
+    each pool drawn by popularity among its unseen items (an empty pool falls back to its category's
+    unseen items; an empty part gives its mass to the others). The first item is drawn from the
+    first interest by popularity.
+    """
+
+    item_cat: np.ndarray
+    item_sub: np.ndarray
+    pop: np.ndarray
+    n_cats: int
+    transition_coherence: float
+    subtopic_progression: float = 0.0
+    complement_rate: float = 0.0
+    same_subtopic: float = SAME_SUBTOPIC
+    complements: list[np.ndarray] | None = None
+
+    def __post_init__(self) -> None:
+        cats = np.arange(self.n_cats)[:, None]
+        self._in_cat = self.item_cat[None, :] == cats  # (C, n)
+        self._in_sub = [(self.item_cat == c)[None, :] & (self.item_sub[None, :] == np.arange(SUBTOPICS)[:, None])
+                        for c in range(self.n_cats)]  # per category (S, n)
+
+    def _pool(self, mask: np.ndarray, unseen: np.ndarray) -> np.ndarray | None:
+        w = self.pop * (mask & unseen)
+        total = w.sum()
+        return w / total if total > 0 else None
+
+    def _cat_pool(self, c: int, sub: int | None, unseen: np.ndarray) -> np.ndarray | None:
+        if sub is not None:
+            pool = self._pool(self._in_sub[c][sub % SUBTOPICS], unseen)
+            if pool is not None:
+                return pool
+        return self._pool(self._in_cat[c], unseen)
+
+    @staticmethod
+    def _mix(parts: list[tuple[float, np.ndarray | None]]) -> np.ndarray | None:
+        kept = [(w, p) for w, p in parts if p is not None and w > 0]
+        total = sum(w for w, _ in kept)
+        if not kept or total <= 0:
+            return None
+        return sum(w * p for w, p in kept) / total
+
+    def distribution(self, last: int | None, interests: np.ndarray, seen: np.ndarray) -> np.ndarray | None:
+        """P(next item) over the item positions (n,), zero on ``seen`` (bool mask); None if nothing is left."""
+        unseen = ~seen
+        if last is None:
+            return self._cat_pool(int(interests[0]), None, unseen)
+        c, s = int(self.item_cat[last]), int(self.item_sub[last])
+        subs = self._mix([(self.subtopic_progression, self._cat_pool(c, s + 1, unseen)),
+                          (1.0 - self.subtopic_progression, self._cat_pool(c, s, unseen))])
+        stay = self._mix([(self.same_subtopic, subs), (1.0 - self.same_subtopic, self._cat_pool(c, None, unseen))])
+        others = [int(o) for o in interests if int(o) != c] or list(range(self.n_cats))
+        jump = self._mix([(1.0, self._cat_pool(o, None, unseen)) for o in others])
+        rest = self._mix([(self.transition_coherence, stay), (1.0 - self.transition_coherence, jump)])
+        comp = None
+        if self.complement_rate > 0 and self.complements is not None:
+            fresh = [int(j) for j in self.complements[last] if unseen[j]]
+            if fresh:
+                comp = np.zeros(len(self.pop))
+                comp[fresh] = 1.0 / len(fresh)
+        return self._mix([(self.complement_rate, comp), (1.0 - self.complement_rate, rest)])
+
+
+def _sequences(rng: np.random.Generator, cfg: Mapping[str, Any], law: NextItemLaw,
+               ) -> tuple[list[list[int]], list[np.ndarray]]:
+    """Per user a list of distinct item positions drawn from ``law``, and the user's interests."""
+    cat_weight = rng.dirichlet(np.full(law.n_cats, 3.0))
     lo, hi = cfg["interests_per_user"]
-    seqs = []
+    n = len(law.pop)
+    seqs, all_interests = [], []
     for _ in range(cfg["n_users"]):
-        k = int(min(n_cats, rng.integers(lo, hi + 1)))
-        interests = rng.choice(n_cats, size=k, replace=False, p=cat_weight)
+        k = int(min(law.n_cats, rng.integers(lo, hi + 1)))
+        interests = rng.choice(law.n_cats, size=k, replace=False, p=cat_weight)
         length = int(min(cfg["max_length"], cfg["min_length"] + rng.geometric(LENGTH_P) - 1))
         seq: list[int] = []
-        cat, sub = int(interests[0]), -1
+        seen = np.zeros(n, dtype=bool)
         for _step in range(length):
-            if rate > 0 and seq and rng.random() < rate:
-                fresh = [int(j) for j in complements[seq[-1]] if j not in seq]
-                if fresh:
-                    seq.append(fresh[int(rng.integers(len(fresh)))])
-                    cat = int(item_cat[seq[-1]])
-                    continue
-            if seq and rng.random() < cfg["transition_coherence"]:
-                sub = int(item_sub[seq[-1]]) if rng.random() < SAME_SUBTOPIC else -1
-            elif seq:
-                others = [int(c) for c in interests if c != cat]
-                cat = int(rng.choice(others)) if others else int(rng.integers(n_cats))
-                sub = -1
-            idx, cdf = pools.get((cat, sub)) or pools[(cat, -1)]
-            choice = -1
-            for _try in range(8):
-                cand = int(idx[np.searchsorted(cdf, rng.random())])
-                if cand not in seq:
-                    choice = cand
-                    break
-            if choice < 0:  # pool exhausted by this user: any unseen item of the category
-                rest = [i for i in pools[(cat, -1)][0] if i not in seq]
-                if not rest:
-                    break
-                choice = int(rest[rng.integers(len(rest))])
+            p = law.distribution(seq[-1] if seq else None, interests, seen)
+            if p is None:
+                break
+            choice = int(np.searchsorted(np.cumsum(p), rng.random() * p.sum(), side="right"))
+            choice = min(choice, n - 1)
             seq.append(choice)
-            cat = int(item_cat[choice])
+            seen[choice] = True
         seqs.append(seq)
-    return seqs
+        all_interests.append(interests)
+    return seqs, all_interests
 
 
 def _reviews(rng: np.random.Generator, cfg: Mapping[str, Any], cats: list[_Category], asins: list[str],
@@ -318,7 +370,9 @@ def generate_demo(out_dir: str | Path, cfg: Mapping[str, Any] | None, seed: int,
         pop[idx] = (1.0 + rng.permutation(len(idx))) ** -float(cfg["popularity_exponent"])
 
     complements = _complements(seq_rng, item_cat) if cfg["complement_rate"] > 0 else None
-    seqs = _sequences(seq_rng, cfg, item_cat, item_sub, pop, n_cats, complements)
+    law = NextItemLaw(item_cat, item_sub, pop, n_cats, float(cfg["transition_coherence"]),
+                      float(cfg["subtopic_progression"]), float(cfg["complement_rate"]), complements=complements)
+    seqs, interests = _sequences(seq_rng, cfg, law)
     reviewers = _unique_ids(review_rng, len(seqs), "A", 13)
     review_lines = _reviews(review_rng, cfg, cats, asins, item_cat, reviewers, seqs)
 
@@ -356,7 +410,47 @@ def generate_demo(out_dir: str | Path, cfg: Mapping[str, Any] | None, seed: int,
     _write_gz_lines(out_dir / f"meta_{category}.json.gz", meta_lines)
     with atomic_path(out_dir / f"truth_{category}.csv") as tmp:
         pd.DataFrame(truth).to_csv(tmp, index=False)
+    with atomic_path(out_dir / f"truth_users_{category}.csv") as tmp:
+        pd.DataFrame({"reviewerID": reviewers,
+                      "interests": [" ".join(str(int(c)) for c in chosen) for chosen in interests]}).to_csv(
+            tmp, index=False)
+    write_json(out_dir / f"law_{category}.json", {
+        "n_categories": n_cats, "transition_coherence": law.transition_coherence,
+        "subtopic_progression": law.subtopic_progression, "complement_rate": law.complement_rate,
+        "same_subtopic": law.same_subtopic})
     summary = {"users": len(seqs), "items": n_items, "reviews": len(review_lines),
                "categories": [c.name for c in cats]}
     log.info("demo shop in %s: %d users, %d items, %d reviews", out_dir, len(seqs), n_items, len(review_lines))
     return summary
+
+
+def truth_files(folder: str | Path, category: str) -> dict[str, Path]:
+    """The generator's truth files in ``folder`` (see the module docstring)."""
+    folder = Path(folder)
+    return {"items": folder / f"truth_{category}.csv", "users": folder / f"truth_users_{category}.csv",
+            "law": folder / f"law_{category}.json"}
+
+
+def load_law(folder: str | Path, category: str) -> tuple[NextItemLaw, list[str], dict[str, np.ndarray]]:
+    """The next-item law of a generated shop, its items' asins (law positions) and each reviewer's interests."""
+    import json
+
+    files = truth_files(folder, category)
+    missing = [str(p) for p in files.values() if not p.exists()]
+    if missing:
+        raise FileNotFoundError(f"demo truth file(s) missing: {', '.join(missing)} (regenerate the demo data)")
+    items = pd.read_csv(files["items"], keep_default_na=False)
+    params = json.loads(files["law"].read_text())
+    position = {asin: i for i, asin in enumerate(items["asin"])}
+    complements = None
+    if params["complement_rate"] > 0:
+        complements = [np.array([position[a] for a in str(text).split()], dtype=np.int64)
+                       for text in items["complements"]]
+    law = NextItemLaw(items["category"].to_numpy(np.int64), items["subtopic"].to_numpy(np.int64),
+                      items["popularity"].to_numpy(np.float64), int(params["n_categories"]),
+                      float(params["transition_coherence"]), float(params["subtopic_progression"]),
+                      float(params["complement_rate"]), float(params["same_subtopic"]), complements)
+    users = pd.read_csv(files["users"], keep_default_na=False, dtype=str)
+    interests = {u: np.array([int(c) for c in text.split()], dtype=np.int64)
+                 for u, text in zip(users["reviewerID"], users["interests"])}
+    return law, list(items["asin"]), interests

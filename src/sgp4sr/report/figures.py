@@ -9,7 +9,7 @@ written as PNG and PDF together with the CSV of the plotted means.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import matplotlib
 
@@ -101,6 +101,7 @@ def figure_noise(frame: pd.DataFrame, proposed: str, modality: str, prefix: str 
     fig, axes = plt.subplots(len(dsets), len(FIGURE_METRICS), figsize=(5.2 * len(FIGURE_METRICS), 3.6 * len(dsets)),
                              squeeze=False)
     ratio_rows = []
+    handles: dict[str, Any] = {}
     for i, ds in enumerate(dsets):
         for j, metric in enumerate(FIGURE_METRICS):
             ax = axes[i][j]
@@ -114,19 +115,30 @@ def figure_noise(frame: pd.DataFrame, proposed: str, modality: str, prefix: str 
                 ratio = wide[proposed] / best
                 twin = ax.twinx()
                 twin.plot(ratio.index, ratio.values, color="grey", linestyle="--", marker="x",
-                          label=f"{display(proposed)} / best baseline")
-                twin.set_ylabel(f"{display(proposed)} / best baseline")
-                twin.legend(loc="lower right", fontsize=8)
+                          label=f"{display(proposed)} / best baseline (right axis)")
+                twin.axhline(1.0, color="grey", linewidth=0.6, linestyle=":")
+                twin.set_ylabel(f"{display(proposed)} {display(metric)} / best baseline's", color="grey")
+                twin.tick_params(axis="y", colors="grey")
+                handles.update(zip(*reversed(twin.get_legend_handles_labels())))
                 ratio_rows += [{"dataset": ds, "metric": metric, "ratio": r, "model": "ratio_to_best_baseline",
                                 "mean": v, "std": float("nan"), "n": 0} for r, v in ratio.items()]
+            handles.update(zip(*reversed(ax.get_legend_handles_labels())))
             ax.set_title(f"{ds}: {display(metric)}")
-            ax.set_xlabel(f"{modality} noise ratio")
+            ax.set_xlabel(f"share of items with noisy {modality} features")
             ax.set_ylabel(display(metric))
-            ax.legend(loc="lower left", fontsize=8)
+            ax.set_xticks(sorted(data["ratio"].unique()))
     fig.suptitle(f"Robustness to {modality} noise")
     fig.tight_layout()
+    _legend_below(fig, handles)
     out = _save(fig, prefix)
     return out + [_write_csv(pd.concat([frame, pd.DataFrame(ratio_rows)], ignore_index=True), prefix)]
+
+
+def _legend_below(fig, handles: Mapping[str, Any]) -> None:
+    """One legend for the whole figure, under the panels, so that no entry covers a data point."""
+    if handles:
+        fig.legend(list(handles.values()), list(handles), loc="upper center", ncol=min(4, len(handles)),
+                   fontsize=8, frameon=False, bbox_to_anchor=(0.5, 0.0))
 
 
 def figure_centres(frame: pd.DataFrame, proposed: str, prefix: str | Path) -> list[Path]:
@@ -143,6 +155,7 @@ def figure_centres(frame: pd.DataFrame, proposed: str, prefix: str | Path) -> li
         _line(twin, data[data.metric == "ndcg@10"], "k", "NDCG@10", color="tab:orange")
         twin.set_ylabel("NDCG@10", color="tab:orange")
         ax.set_xlabel("number of interest centres k (0 = w/o CIP)")
+        ax.set_xticks(sorted(data["k"].unique()))
         ax.set_title(f"{ds}: {display(proposed)}")
     fig.tight_layout()
     return _save(fig, prefix) + [_write_csv(frame, prefix)]

@@ -107,6 +107,18 @@ def table2_runs(config: Mapping[str, Any]) -> list[tuple[str, str, str, int]]:
     return [(ds, m, "default", s) for ds in datasets(config) for m in models(config) for s in seeds(config)]
 
 
+def bound_runs(config: Mapping[str, Any]) -> list[tuple[str, str, str, int]]:
+    """Table 2's reference rows (sgp4sr.report.bounds): popularity on every dataset, the oracle on generated ones."""
+    if not experiments(config)["bounds"] or not models(config):
+        return []
+    runs = []
+    for ds in datasets(config):
+        runs.append((ds, "popularity", "default", 1))
+        if config["datasets"][ds]["source"] == "demo":
+            runs.append((ds, "oracle", "default", 1))
+    return runs
+
+
 def table3_runs(config: Mapping[str, Any]) -> list[tuple[str, str, str, int]]:
     model = proposed(config)
     if model is None:

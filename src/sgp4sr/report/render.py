@@ -21,7 +21,8 @@ DISPLAY = {
     "sgp4sr": "SGP4SR", "sasrec": "SASRec", "gru4rec": "GRU4Rec", "bert4rec": "BERT4Rec", "fdsa": "FDSA",
     "sasrecf": "SASRecF", "unisrec": "UniSRec", "mmmlp": "MMMLP", "missrec": "MISSRec", "hm4sr": "HM4SR",
     "iisan": "IISAN", "default": "full model", "wo_coo": "w/o COO", "wo_cgc": "w/o CGC", "wo_cip": "w/o CIP",
-    "wo_mul": "w/o MUL", "wo_c2c": "w/o C2C", "recall": "Recall", "ndcg": "NDCG",
+    "wo_mul": "w/o MUL", "wo_c2c": "w/o C2C", "recall": "Recall", "ndcg": "NDCG", "popularity": "Popularity",
+    "oracle": "Oracle",
 }
 
 

@@ -11,6 +11,7 @@ import json
 import os
 from typing import Any, Mapping
 
+from sgp4sr import layout
 from sgp4sr.config import dataset_training
 from sgp4sr.report import plan
 
@@ -18,8 +19,9 @@ from sgp4sr.report import plan
 class ReportRules:
     """Bound methods take Snakemake's ``wildcards`` (and ``output`` where named)."""
 
-    def __init__(self, config: Mapping[str, Any], checkpoints: Any = None) -> None:
+    def __init__(self, config: Mapping[str, Any], checkpoints: Any = None, resources_dir: str = "resources") -> None:
         self.config = config
+        self.resources = resources_dir
         self.checkpoints = checkpoints
         self.experiments = plan.experiments(config)
 
@@ -47,15 +49,41 @@ class ReportRules:
 
     # -- tables ----------------------------------------------------------------------------
     def table1_stats(self, wildcards) -> list[str]:
-        return [f"results/{ds}/data/stats.json" for ds in plan.datasets(self.config)]
+        return [layout.stats_file(ds) for ds in plan.datasets(self.config)]
 
     def table1_paper(self, wildcards) -> str:
         cfg = self.config["datasets"]
         return self._json({ds: cfg[ds]["paper_stats"] for ds in plan.datasets(self.config) if "paper_stats" in cfg[ds]})
 
     def table2_inputs(self, wildcards) -> list[str]:
-        """metrics.json and ranks.parquet (the Wilcoxon test reads the ranks) of every default run."""
-        return plan.run_files(plan.table2_runs(self.config), ranks=True)
+        """metrics.json and ranks.parquet (the Wilcoxon test reads the ranks) of every default run and bound."""
+        return plan.run_files(plan.table2_runs(self.config) + plan.bound_runs(self.config), ranks=True)
+
+    # -- bounds (rule bound) ---------------------------------------------------------------------
+    def bound_inputs(self, wildcards) -> dict[str, Any]:
+        """The split, and for the oracle the demo generator's truth files."""
+        inputs: dict[str, Any] = {"split": list(layout.split_files(wildcards.dataset).values())}
+        if wildcards.bound == "oracle":
+            from sgp4sr.data.demo import truth_files
+            from sgp4sr.data.rules import DEMO_CATEGORY
+
+            folder = layout.download_dir(self.resources, wildcards.dataset)
+            inputs["truth"] = [str(p) for p in truth_files(folder, DEMO_CATEGORY).values()]
+        return inputs
+
+    @staticmethod
+    def bound_out(wildcards, output) -> str:
+        return os.path.dirname(output.metrics)
+
+    def bound_truth_arg(self, wildcards) -> str:
+        from sgp4sr.data.rules import DEMO_CATEGORY
+
+        if wildcards.bound != "oracle":
+            return ""
+        return f"--truth {layout.download_dir(self.resources, wildcards.dataset)} --category {DEMO_CATEGORY}"
+
+    def topk(self, wildcards) -> str:
+        return " ".join(str(k) for k in dataset_training(self.config, wildcards.dataset).get("topk", [5, 10, 20, 50]))
 
     def table2_metrics(self, wildcards) -> str:
         return " ".join(f for f in self.table2_inputs(wildcards) if f.endswith("metrics.json"))

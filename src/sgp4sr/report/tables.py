@@ -15,6 +15,7 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
+from sgp4sr.report.bounds import BOUNDS
 from sgp4sr.report.render import Cell, Table, display, fmt_mean_std, marks
 from sgp4sr.report.runs import Run, metric_frame, summarise
 from sgp4sr.report.significance import check_against_mean, paired_wilcoxon, seed_averaged_user_metric
@@ -70,19 +71,35 @@ def _model_order(runs: Sequence[Run], proposed: str | None) -> list[str]:
     return [m for m in order if m != proposed] + ([proposed] if proposed in order else [])
 
 
+#: how Table 2 describes its reference rows (sgp4sr.report.bounds), shown beside the models, never marked
+BOUND_NOTES = {
+    "popularity": "Popularity ranks every user's candidates by their training interactions (a lower bound)",
+    "oracle": "Oracle ranks by the demo generator's true next-item law given each user's true interests "
+              "(an upper bound, near-exact: k-core removals are not modelled)",
+}
+
+
 def table2(runs: Sequence[Run], proposed: str | None, metrics: Sequence[str], significance_metric: str,
            decimals: int = 4) -> tuple[Table, pd.DataFrame]:
     """Models x (dataset, metric) with marks, improvement over the best baseline and the Wilcoxon p-value."""
     runs = [r for r in runs if r.variant == "default"]
+    bound_runs = [r for r in runs if r.model in BOUNDS or r.metrics.get("bound")]
+    runs = [r for r in runs if r not in bound_runs]
     if not runs:
         raise ValueError("table2: no default runs given")
     order = _model_order(runs, proposed)
+    bound_summary = summarise(metric_frame(bound_runs, metrics), ["dataset", "model", "metric"]) if bound_runs \
+        else None
+    present = {r.model for r in bound_runs}
+    lower = [b for b in BOUNDS[:1] if b in present]
+    upper = [b for b in BOUNDS[1:] if b in present]
     baselines = [m for m in order if m != proposed]
     summary = summarise(metric_frame(runs, metrics), ["dataset", "model", "metric"])
     has_improvement = proposed in order and bool(baselines)
     tests = _significance(runs, summary, proposed, baselines, significance_metric) if has_improvement else {}
 
-    columns = ["Dataset", "Metric"] + [display(m) for m in order]
+    columns = ["Dataset", "Metric"] + [f"{display(b)}†" for b in lower] + [display(m) for m in order]
+    columns += [f"{display(b)}†" for b in upper]
     if has_improvement:
         columns += ["Improv.", f"p ({display(significance_metric)})"]
     rows, numbers = [], []
@@ -91,22 +108,38 @@ def table2(runs: Sequence[Run], proposed: str | None, metrics: Sequence[str], si
             cell_stats = {m: _lookup(summary, ds, m, metric) for m in order}
             means = [cell_stats[m][0] for m in order]
             row = [Cell(ds), Cell(display(metric))]
+
+            def bound_cells(names: list[str]) -> None:
+                for b in names:
+                    mean, std, n = _lookup(bound_summary, ds, b, metric)
+                    row.append(Cell("—" if n == 0 else fmt_mean_std(mean, std, decimals)))
+                    if n:
+                        numbers.append({"dataset": ds, "metric": metric, "model": b, "mean": mean, "std": std,
+                                        "n_seeds": n, "mark": "", "bound": True})
+
+            bound_cells(lower)
             for m, mark in zip(order, marks(means, decimals)):
                 mean, std, n = cell_stats[m]
                 row.append(Cell(fmt_mean_std(mean, std, decimals), mark))
                 numbers.append({"dataset": ds, "metric": metric, "model": m, "mean": mean, "std": std,
                                 "n_seeds": n, "mark": mark})
+            n_model_cells = len(order)
+            bound_cells(upper)
             if has_improvement:
                 best_base, improvement = improvement_over_best(cell_stats, proposed, baselines)
                 test = tests.get(ds, {}) if metric == significance_metric else {}
                 row.append(Cell("—" if improvement is None else f"{improvement:+.2f}%"))
                 row.append(Cell(_fmt_p(test.get("p_value")) if test else ""))
-                for rec in numbers[-len(order):]:
+                for rec in [r for r in numbers if r["dataset"] == ds and r["metric"] == metric
+                            and not r.get("bound")][-n_model_cells:]:
                     rec.update(best_baseline=best_base, improvement_pct=improvement,
                                p_value=test.get("p_value"), p_vs=test.get("baseline"),
                                n_users=test.get("n_users"), n_nonzero=test.get("n_nonzero"))
             rows.append(row)
-    notes = [f"Mean ± sample std over seeds; bold best, underlined second (on the shown values)."]
+    notes = ["Mean ± sample std over seeds; bold best, underlined second (on the shown values)."]
+    if bound_runs:
+        notes.append("† Reference rows, not models (never marked, never a baseline): "
+                     + "; ".join(BOUND_NOTES[b] for b in BOUNDS if b in present) + ".")
     if has_improvement:
         notes.append(f"Improv.: ({display(proposed)} − best baseline) / best baseline, on the means. "
                      f"p: two-sided Wilcoxon signed-rank test over users of per-user {display(significance_metric)} "
