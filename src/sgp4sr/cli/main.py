@@ -16,8 +16,8 @@ import sys
 from sgp4sr import __version__
 from sgp4sr.io import setup_logging
 
-# Stage modules, in pipeline order. A module missing here is simply not offered.
-STAGES = ("prepare", "features", "graphs", "train", "report")
+# Stage modules, in pipeline order (then `plan`, which reads a config only). A module missing here is not offered.
+STAGES = ("prepare", "features", "graphs", "train", "report", "plan")
 
 
 def build_parser() -> argparse.ArgumentParser:
