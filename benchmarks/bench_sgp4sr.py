@@ -95,6 +95,7 @@ def measure(model_name: str, args: argparse.Namespace, inputs: Path, queue) -> N
     """Child process: time training batches and evaluation of one model, report peak memory."""
     import torch
 
+    from sgp4sr.engine.trainer import train_step
     from sgp4sr.data.load import load_split
     from sgp4sr.engine.evaluate import eval_inputs, rank_users
     from sgp4sr.engine.sequences import epoch_batches, iterate_batches, training_examples
@@ -126,12 +127,7 @@ def measure(model_name: str, args: argparse.Namespace, inputs: Path, queue) -> N
         batches = [batches[by_width[i]] for i in strata(n_batches, args.batches)]
 
     def step(batch) -> None:
-        batch = batch.to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            loss = model.calculate_loss(batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        train_step(model, optimizer, batch, device, autocast)
 
     def sync() -> None:
         if device.type == "cuda":

@@ -82,6 +82,7 @@ def measure(model_name: str, precision: str, args: argparse.Namespace, split, in
     from sgp4sr.engine.device import resolve_device
     from sgp4sr.engine.evaluate import eval_inputs, rank_users
     from sgp4sr.engine.sequences import epoch_batches, iterate_batches, training_examples
+    from sgp4sr.engine.trainer import train_step
     from sgp4sr.io import seed_everything
     from sgp4sr.models.registry import get_model_class
 
@@ -102,14 +103,8 @@ def measure(model_name: str, precision: str, args: argparse.Namespace, split, in
         if cuda:
             torch.cuda.synchronize()
 
-    def step(batch) -> torch.Tensor:  # the engine's step (sgp4sr.engine.trainer.train_epoch), precision chosen here
-        batch = batch.to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            loss = model.calculate_loss(batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return loss.detach().float()
+    def step(batch) -> torch.Tensor:  # the engine's step, precision chosen here
+        return train_step(model, optimizer, batch, device, bf16)
 
     model.train()
     warm = min(args.warmup, max(len(batches) - 1, 0))

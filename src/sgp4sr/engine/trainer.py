@@ -44,6 +44,21 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def train_step(model: SequentialRecommender, optimizer: torch.optim.Optimizer, batch: Any, device: torch.device,
+               autocast: bool) -> torch.Tensor:
+    """One optimiser step on ``batch`` (bf16 autocast when ``autocast``); the detached float32 loss.
+
+    The engine's step: the trainer and the speed benchmarks (benchmarks/) call this same function.
+    """
+    batch = batch.to(device)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+        loss = model.calculate_loss(batch)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach().float()
+
+
 def train_epoch(model: SequentialRecommender, optimizer: torch.optim.Optimizer, examples: Examples,
                 cfg: TrainConfig, rng: np.random.Generator, device: torch.device, epoch: int) -> tuple[float, int]:
     """One pass over the examples; returns the mean loss per batch and the number of optimiser steps."""
@@ -54,13 +69,7 @@ def train_epoch(model: SequentialRecommender, optimizer: torch.optim.Optimizer, 
     batches = epoch_batches(examples, cfg.batch_size, rng, cfg.length_buckets)
     for batch in tqdm(iterate_batches(examples, batches), total=len(batches),
                       desc=f"epoch {epoch}", leave=False, disable=None):
-        batch = batch.to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            loss = model.calculate_loss(batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        total += loss.detach().float()
+        total += train_step(model, optimizer, batch, device, autocast)
         steps += 1
     mean = float(total) / max(steps, 1)
     if not np.isfinite(mean):
