@@ -73,5 +73,5 @@ def test_table2_holds_both_models_from_their_runs(finished):
 
 def test_every_job_left_a_log_and_a_benchmark(finished):
     logs = list((finished / "logs").rglob("*.log"))
-    benches = list((finished / "benchmarks" / "snakemake").rglob("*.tsv"))
+    benches = list((finished / "logs" / "benchmarks").rglob("*.tsv"))
     assert len(logs) >= 15 and len(benches) >= 15
