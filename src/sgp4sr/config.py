@@ -109,7 +109,8 @@ def _schema_defaults(schema_path: str, node: str) -> dict:
 
     def resolve(spec: Mapping[str, Any]) -> Mapping[str, Any]:
         while "$ref" in spec:  # only local "#/$defs/<name>" references occur in the schema
-            spec = {**schema["$defs"][spec["$ref"].rsplit("/", 1)[-1]], **{k: v for k, v in spec.items() if k != "$ref"}}
+            target = schema["$defs"][spec["$ref"].rsplit("/", 1)[-1]]
+            spec = {**target, **{k: v for k, v in spec.items() if k != "$ref"}}
         return spec
 
     def collect(spec: Mapping[str, Any]) -> dict:

@@ -49,7 +49,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="a source dataset: its name, split folder and features folder (repeat per source)")
     pre.add_argument("--params", help="JSON string or JSON/YAML file: {model: {...}, pretraining: {epochs, "
                                       "batch_size, lr, ...}, max_len: N, modalities: [...]}")
-    pre.add_argument("--seed", type=int, default=2026, help="seed of the initialisation, shuffling, dropout, drops")
+    pre.add_argument("--seed", type=int, default=None,
+                     help="seed of the initialisation, shuffling, dropout, drops (default: the config schema's seed)")
     pre.add_argument("--out", required=True, type=Path, help="output folder (model.pt, metrics.json)")
     pre.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     pre.set_defaults(func=pretrain_command)

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from sgp4sr.config import PRETRAINABLE, PRETRAINING_DEFAULTS
+from sgp4sr.config import PRETRAINABLE, PRETRAINING_DEFAULTS, config_seed
 from sgp4sr.data.load import split_files
 from sgp4sr.engine.checkpoint import Fingerprint, input_digests
 from sgp4sr.engine.loop import Progress, run_epochs
@@ -202,9 +202,14 @@ def transferable_state(model: Any) -> dict[str, torch.Tensor]:
 
 
 def pretrain(model_name: str, sources: Sequence[Source], out: str | Path, model_params: Mapping[str, Any] | None = None,
-             settings: PretrainSettings | None = None, modalities: Sequence[str] = ("text", "image"), seed: int = 2026,
-             threads: int = 1, on_epoch_end: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Pre-train ``model_name`` on ``sources``; write ``out``/model.pt and ``out``/metrics.json (loss curve)."""
+             settings: PretrainSettings | None = None, modalities: Sequence[str] = ("text", "image"),
+             seed: int | None = None, threads: int = 1,
+             on_epoch_end: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Pre-train ``model_name`` on ``sources``; write ``out``/model.pt and ``out``/metrics.json (loss curve).
+
+    ``seed`` defaults to the config schema's ``seed``.
+    """
+    seed = config_seed({}) if seed is None else int(seed)
     started = time.perf_counter()
     settings = settings or PretrainSettings()
     torch.set_num_threads(max(1, int(threads)))

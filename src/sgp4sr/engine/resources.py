@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-#: peak RSS of a finished demo run (d = 64, 710 items) is 820-1,040 MB (logs/benchmarks/train/demo/*; before December 2026 benchmarks/snakemake/)
+#: peak RSS of a finished demo run (d = 64, 710 items) is 820-1,040 MB (Snakemake's records, logs/benchmarks/train/demo/)
 BASE_MB = 1000
 MEM_SAFETY = 2.0
 #: CPU seconds per training target on one thread at d = 64, max_len = 50. Measured on MovieLens-100k

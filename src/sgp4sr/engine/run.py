@@ -25,6 +25,7 @@ import pandas as pd
 import torch
 import yaml
 
+from sgp4sr.config import config_seed
 from sgp4sr.engine.checkpoint import Fingerprint, input_digests, load_checkpoint
 from sgp4sr.engine.context import context_files, discover_modalities, load_context
 from sgp4sr.engine.device import resolve_device
@@ -57,7 +58,8 @@ class RunSpec:
     graphs: Path | None = None
     modalities: list[str] | None = None
     graph_settings: dict[str, Any] | None = None
-    centres_seed: int = 2026
+    #: the seed of the centres' k-means (the config's ``seed``; the schema's default when not given)
+    centres_seed: int = field(default_factory=lambda: config_seed({}))
     threads: int = 1
     dataset: str | None = None
     #: a pre-training checkpoint to start from, and whether its encoder stays frozen (``finetune`` params)
@@ -268,5 +270,5 @@ def spec_from_params(params: Mapping[str, Any], **kwargs: Any) -> RunSpec:
         raise ValueError(f"--params finetune: unknown keys {unknown}; allowed: freeze_encoder")
     return RunSpec(training=dict(params.get("training") or {}), model_params=dict(params.get("model") or {}),
                    graph_settings=params.get("graphs"), modalities=params.get("modalities"),
-                   centres_seed=int(params.get("centres_seed", 2026)), dataset=params.get("dataset"),
+                   centres_seed=int(params.get("centres_seed", config_seed({}))), dataset=params.get("dataset"),
                    freeze_encoder=bool(finetune.get("freeze_encoder", True)), **kwargs)
