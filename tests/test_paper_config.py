@@ -54,11 +54,12 @@ RELEASES = {
                        "Movies_and_TV", "Musical_Instruments", "Office_Products", "Patio_Lawn_and_Garden",
                        "Pet_Supplies", "Prime_Pantry", "Software", "Sports_and_Outdoors", "Tools_and_Home_Improvement",
                        "Toys_and_Games", "Video_Games"},
-        "files": {"reviews": "{c}_5.json.gz", "meta": "meta_{c}.json.gz"},
+        "files": {"reviews": "{c}_5.json.gz", "ratings": "{c}.csv", "meta": "meta_{c}.json.gz"},
         "folders": {role: [f"{host}{sub}" for host in ("https://jmcauley.ucsd.edu/data/amazon_v2/",
                                                        "https://datarepo.eng.ucsd.edu/mcauley_group/data/amazon_v2/",
                                                        "https://mcauleylab.ucsd.edu/public_datasets/data/amazon_v2/")]
-                    for role, sub in (("reviews", "categoryFilesSmall/"), ("meta", "metaFiles2/"))},
+                    for role, sub in (("reviews", "categoryFilesSmall/"), ("ratings", "categoryFilesSmall/"),
+                                      ("meta", "metaFiles2/"))},
     },
 }
 AUTHORS_REPO = re.compile(r"^https://raw\.githubusercontent\.com/changhongli1/SGP4SR/[0-9a-f]{40}/dataset/"
@@ -113,13 +114,15 @@ def test_dataset_matches_its_release(paper, dataset):
     release = RELEASES[source]
     assert category in release["categories"]
     published = any(m["encoder"] == "published" for m in cfg["modalities"].values())  # the 2014 .b features
-    assert set(cfg["files"]) == {"reviews", "meta", *(["image_features"] if published else [])}
     rules = DataRules(paper)
+    interactions = rules.interactions_role(dataset)  # UniSRec's Pantry/Office: the 2018 ratings CSV
+    assert interactions == ("ratings" if dataset in ("pantry", "office") else "reviews")
+    assert set(cfg["files"]) == {interactions, "meta", *(["image_features"] if published else [])}
     for role, entry in cfg["files"].items():
         name = release["files"][role].format(c=category)
         assert url_basename(entry["url"]) == name
         assert any(entry["url"] == folder + name for folder in release["folders"][role]), entry["url"]
-        if role in ("reviews", "meta"):  # the path the parse rule reads is the downloaded file
+        if role in (interactions, "meta"):  # the path the parse rule reads is the downloaded file
             assert rules.raw_file(dataset, role) == f"resources/downloads/{dataset}/{name}"
 
 
@@ -214,7 +217,7 @@ def test_dry_run_plans_every_paper_run_offline(tmp_path):
         default_k = {"pantry": 50, "baby": 50, "clothing": 60, "office": 60}[ds]
         ks = {int(v[2:]) for d, m, v, s in runs if (d, m) == (ds, "sgp4sr") and re.fullmatch(r"k~\d+", v)}
         assert ks == {10, 20, 30, 40, 50, 60, 80, 100} - {default_k}, ds
-    for name in ("Office_Products_5.json.gz", "meta_Office_Products.json.gz", "Prime_Pantry_5.json.gz",
+    for name in ("Office_Products.csv", "meta_Office_Products.json.gz", "Prime_Pantry.csv",
                  "reviews_Baby_5.json.gz", "image_features_Clothing_Shoes_and_Jewelry.b"):
         assert f"filename={name}" in result.stdout, name
     assert "reviews_Office_Products_5.json.gz" not in result.stdout  # not the 2014 file

@@ -2,6 +2,8 @@
 # Which rule makes a dataset's files depends on its `source`; wildcard
 # constraints built from the config's dataset names keep the choice unique:
 #   amazon2014 / amazon2018: download -> parse -> filter -> split
+#     (parse reads `interactions`: the 5-core reviews, or the 2018 ratings CSV;
+#      filter applies `dedup` and, with `require_meta`, reads parsed/items.parquet)
 #   demo:                    demo_data -> parse -> filter -> split
 #   recbole:                 (download) -> parse_recbole -> filter -> split
 #   benchmark:               (download) -> import_benchmark
@@ -86,6 +88,7 @@ rule parse:
     benchmark:
         "logs/benchmarks/data/{dataset}.parse.tsv"
     params:
+        interactions=DATA.interactions_arg,
         skip=DATA.skip_malformed_flag,
     threads: 1
     resources:
@@ -94,7 +97,7 @@ rule parse:
     conda:
         "../envs/sgp4sr.yaml"
     shell:
-        "sgp4sr --log {log} prepare parse --reviews {input.reviews:q} --meta {input.meta:q}"
+        "sgp4sr --log {log} prepare parse {params.interactions} --meta {input.meta:q}"
         " --out-dir results/{wildcards.dataset}/parsed {params.skip}"
 
 
@@ -125,7 +128,7 @@ rule parse_recbole:
 
 rule filter:
     input:
-        "results/{dataset}/parsed/interactions.parquet",
+        unpack(DATA.filter_inputs),
     output:
         "results/{dataset}/filtered/interactions.parquet",
     wildcard_constraints:
@@ -136,6 +139,7 @@ rule filter:
         "logs/benchmarks/data/{dataset}.filter.tsv"
     params:
         kcore=DATA.kcore,
+        options=DATA.filter_args,
     threads: 1
     resources:
         mem_mb=4000,
@@ -143,8 +147,8 @@ rule filter:
     conda:
         "../envs/sgp4sr.yaml"
     shell:
-        "sgp4sr --log {log} prepare filter --input {input} --output {output} --kcore {params.kcore}"
-        " --dataset {wildcards.dataset}"
+        "sgp4sr --log {log} prepare filter --input {input.interactions} --output {output} --kcore {params.kcore}"
+        " --dataset {wildcards.dataset} {params.options}"
 
 
 rule split:

@@ -43,9 +43,12 @@ def _write_parsed(out_dir: str, interactions, items) -> None:
 
 
 def cmd_parse(args: argparse.Namespace) -> None:
-    from sgp4sr.data.parse import parse_meta, parse_reviews
+    from sgp4sr.data.parse import parse_meta, parse_ratings, parse_reviews
 
-    reviews = parse_reviews(args.reviews, skip_malformed=args.skip_malformed)
+    if args.ratings:
+        reviews = parse_ratings(args.ratings, skip_malformed=args.skip_malformed)
+    else:
+        reviews = parse_reviews(args.reviews, skip_malformed=args.skip_malformed)
     # Only items someone reviewed can survive the k-core: skip decoding the others' metadata.
     meta = parse_meta(args.meta, skip_malformed=args.skip_malformed, keep_asins=set(reviews["item"].unique().tolist()))
     _write_parsed(args.out_dir, reviews, meta)
@@ -66,8 +69,14 @@ def cmd_filter(args: argparse.Namespace) -> None:
     from sgp4sr.io import write_parquet
 
     setting = f"datasets.{args.dataset}.kcore" if args.dataset else "kcore"
+    meta_items = None
+    if args.require_meta and not args.items:
+        raise ValueError("prepare filter --require-meta needs --items (the parsed items.parquet)")
+    if args.require_meta:  # items.parquet holds one row per item with a metadata record
+        meta_items = set(pd.read_parquet(args.items, columns=["item"])["item"].astype(str))
     try:
-        filtered = filter_interactions(pd.read_parquet(args.input), args.kcore, setting=setting)
+        filtered = filter_interactions(pd.read_parquet(args.input), args.kcore, setting=setting, dedup=args.dedup,
+                                       meta_items=meta_items)
     except KCoreError as exc:
         raise KCoreError(f"{args.input}: {exc}") from None
     write_parquet(args.output, filtered)
@@ -125,8 +134,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--category", default="Demo", help="name used in the raw file names")
     p.set_defaults(func=cmd_demo)
 
-    p = steps.add_parser("parse", help="raw reviews + metadata -> parsed/*.parquet")
-    p.add_argument("--reviews", required=True)
+    p = steps.add_parser("parse", help="raw reviews (or 2018 ratings CSV) + metadata -> parsed/*.parquet")
+    interactions = p.add_mutually_exclusive_group(required=True)
+    interactions.add_argument("--reviews", help="review file (.json[.gz], 2014 or 2018)")
+    interactions.add_argument("--ratings", help="2018 ratings-only CSV <Category>.csv: item,user,rating,timestamp")
     p.add_argument("--meta", required=True)
     p.add_argument("--out-dir", required=True)
     p.add_argument("--skip-malformed", action="store_true")
@@ -141,11 +152,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out-dir", required=True)
     p.set_defaults(func=cmd_parse_recbole)
 
-    p = steps.add_parser("filter", help="drop repeated pairs, iterative k-core")
+    p = steps.add_parser("filter", help="drop repeated pairs (or exact duplicates), items without metadata, k-core")
     p.add_argument("--input", required=True)
     p.add_argument("--output", required=True)
     p.add_argument("--kcore", type=int, default=5)
     p.add_argument("--dataset", help="dataset name, to name its config key datasets.<ds>.kcore in errors")
+    p.add_argument("--dedup", choices=("pair", "exact"), default="pair",
+                   help="datasets.<ds>.dedup: pair = one event per user-item pair (earliest); exact = merge only "
+                   "rows identical in user, item, time and rating")
+    p.add_argument("--require-meta", action="store_true",
+                   help="datasets.<ds>.require_meta: drop items without a metadata record before the k-core")
+    p.add_argument("--items", help="parsed items.parquet: the items with a metadata record (for --require-meta)")
     p.set_defaults(func=cmd_filter)
 
     p = steps.add_parser("split", help="chronological leave-one-out -> data/ folder")

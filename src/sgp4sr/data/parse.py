@@ -10,6 +10,11 @@ line like any other (file, line and column; skipped and counted with
 ``skip_malformed``). A file that cannot be read at all - empty (0 bytes), not
 gzip although named ``.gz``, or a truncated download - fails naming the file
 (and, when truncated, the last line read) whatever ``skip_malformed`` says.
+
+The 2018 release also has a ratings-only file per category,
+``categoryFilesSmall/<Category>.csv``: ``item,user,rating,timestamp`` lines
+without a header, every rating of the category (not the 5-core). UniSRec reads
+it (``datasets.<ds>.interactions: ratings``, :func:`parse_ratings`).
 """
 
 from __future__ import annotations
@@ -131,12 +136,28 @@ def iter_records(
                     tally["undecodable"])
 
 
+def _interaction_frame(path: Path, users: list, items: list, times: list, ratings: list, *, what: str,
+                       lines: int, skipped: int) -> pd.DataFrame:
+    """The parsed table (columns as :func:`parse_reviews`); none read raises :class:`ParseError` naming ``path``."""
+    if not users:
+        raise ParseError(f"{path}: no {what} read ({lines} non-blank line(s), {skipped} skipped as malformed)")
+    frame = pd.DataFrame({
+        "user": pd.Series(users, dtype=object),
+        "item": pd.Series(items, dtype=object),
+        "timestamp": np.asarray(times, dtype=np.int64),
+        "rating": np.asarray(ratings, dtype=np.float32),
+    })
+    log.info("%s: %d %s", path, len(frame), what)
+    return frame
+
+
 def parse_reviews(path: str | Path, *, skip_malformed: bool = False) -> pd.DataFrame:
     """Interactions in file order: ``user, item`` (str), ``timestamp`` (int64), ``rating`` (float32, NaN if absent).
 
     A file that yields no review at all raises :class:`ParseError` naming it:
     every later step would only find an empty table.
     """
+    path = Path(path)
     users, items, times, ratings = [], [], [], []
     counts: dict[str, int] = {}
     bad_values = 0
@@ -155,17 +176,69 @@ def parse_reviews(path: str | Path, *, skip_malformed: bool = False) -> pd.DataF
         ratings.append(rating)
     if bad_values:
         log.warning("%s: skipped %d review(s) with a non-numeric time or rating", path, bad_values)
-    if not users:
-        raise ParseError(f"{path}: no reviews read ({counts['lines']} non-blank line(s), "
-                         f"{counts['skipped'] + bad_values} skipped as malformed)")
-    frame = pd.DataFrame({
-        "user": pd.Series(users, dtype=object),
-        "item": pd.Series(items, dtype=object),
-        "timestamp": np.asarray(times, dtype=np.int64),
-        "rating": np.asarray(ratings, dtype=np.float32),
-    })
-    log.info("%s: %d reviews", path, len(frame))
-    return frame
+    return _interaction_frame(path, users, items, times, ratings, what="reviews", lines=counts["lines"],
+                              skipped=counts["skipped"] + bad_values)
+
+
+RATINGS_FIELDS = ("item", "user", "rating", "timestamp")
+
+
+def _rating_fields(line: str) -> tuple[str, str, float, int]:
+    """``item, user, rating, timestamp`` of one ratings-CSV line; ValueError says what is wrong."""
+    fields = line.split(",")
+    if len(fields) != len(RATINGS_FIELDS):
+        raise ValueError(f"expected {len(RATINGS_FIELDS)} comma-separated fields {','.join(RATINGS_FIELDS)}, "
+                         f"found {len(fields)}")
+    item, user, rating, timestamp = (f.strip() for f in fields)
+    if not item or not user:
+        raise ValueError("empty item or user")
+    try:
+        value = float(rating)
+    except ValueError:
+        raise ValueError(f"rating {rating!r} is not a number") from None
+    if not np.isfinite(value):
+        raise ValueError(f"rating {rating!r} is not finite")
+    try:
+        return item, user, value, int(timestamp)
+    except ValueError:
+        raise ValueError(f"timestamp {timestamp!r} is not an integer") from None
+
+
+def parse_ratings(path: str | Path, *, skip_malformed: bool = False) -> pd.DataFrame:
+    """The 2018 ratings-only CSV (``item,user,rating,timestamp``, no header) as :func:`parse_reviews`' table.
+
+    Rows stay in file order and every row is kept (repeats too: deduplication
+    is the filter step's). A line that does not hold the four fields, or whose
+    rating is not a number or timestamp not an integer, raises
+    :class:`ParseError` with ``file:line``, or is skipped and counted with
+    ``skip_malformed`` (UniSRec prints and skips such lines).
+    """
+    path = Path(path)
+    users, items, times, ratings = [], [], [], []
+    lines = skipped = 0
+    for lineno, raw in iter_lines(path):
+        raw = raw.strip()
+        if not raw:
+            continue
+        lines += 1
+        try:
+            line = decode_line(raw, path, lineno)
+            try:
+                item, user, rating, timestamp = _rating_fields(line)
+            except ValueError as exc:
+                raise ParseError(f"{path}:{lineno}: malformed ratings line ({exc}): {line[:120]!r}") from None
+        except ParseError:
+            if not skip_malformed:
+                raise
+            skipped += 1
+            continue
+        users.append(user)
+        items.append(item)
+        times.append(timestamp)
+        ratings.append(rating)
+    if skipped:
+        log.warning("%s: skipped %d malformed line(s)", path, skipped)
+    return _interaction_frame(path, users, items, times, ratings, what="ratings", lines=lines, skipped=skipped)
 
 
 def _text(value: Any) -> str:

@@ -15,8 +15,10 @@ import shlex
 from typing import Any, Iterable, Mapping
 from urllib.parse import urlparse
 
+from sgp4sr.config import schema_defaults
+
 DEMO_CATEGORY = "Demo"  # a demo dataset's raw files are named like a 2014 download of category "Demo"
-RAW_SOURCES = ("amazon2014", "amazon2018", "demo")  # rule parse: reviews + metadata files
+RAW_SOURCES = ("amazon2014", "amazon2018", "demo")  # rule parse: reviews (or 2018 ratings) + metadata files
 PARSED_SOURCES = (*RAW_SOURCES, "recbole")  # parsed by parse / parse_recbole, then filter -> split
 
 
@@ -75,6 +77,15 @@ class DataRules:
     def cfg(self, dataset: str) -> Mapping[str, Any]:
         return self.config["datasets"][dataset]
 
+    def setting(self, dataset: str, key: str) -> Any:
+        """``datasets.<dataset>.<key>``, or the schema's default for it."""
+        cfg = self.cfg(dataset)
+        return cfg[key] if key in cfg else schema_defaults("dataset")[key]
+
+    def interactions_role(self, dataset: str) -> str:
+        """``reviews`` (the 5-core review file) or ``ratings`` (the 2018 ratings-only CSV)."""
+        return str(self.setting(dataset, "interactions"))
+
     def download_dir(self, dataset: str) -> str:
         return f"{self.resources}/downloads/{dataset}"
 
@@ -94,15 +105,20 @@ class DataRules:
         return None
 
     def raw_file(self, dataset: str, role: str) -> str:
-        """The reviews/meta file of an Amazon or demo dataset in its download folder."""
+        """The reviews/ratings/meta file of an Amazon or demo dataset in its download folder."""
         cfg = self.cfg(dataset)
         entry = cfg.get("files", {}).get(role)
         if entry:
             return f"{self.download_dir(dataset)}/{url_basename(entry['url'])}"
         source = cfg["source"]
         category = DEMO_CATEGORY if source == "demo" else cfg["category"]
+        if role == "ratings" and source != "amazon2018":
+            raise DataRuleError(f"dataset {dataset!r}: `interactions: ratings` reads the Amazon 2018 ratings-only "
+                                f"CSV (<Category>.csv); source {source!r} has none")
         if role == "meta":
             name = f"meta_{category}.json.gz"
+        elif role == "ratings":
+            name = f"{category}.csv"
         elif source == "amazon2018":
             name = f"{category}_5.json.gz"
         else:
@@ -133,7 +149,14 @@ class DataRules:
         return " ".join(args)
 
     def raw_inputs(self, wildcards) -> dict[str, str]:
-        return {"reviews": self.raw_file(wildcards.dataset, "reviews"), "meta": self.raw_file(wildcards.dataset, "meta")}
+        """``reviews`` or ``ratings`` (:meth:`interactions_role`) and ``meta``."""
+        role = self.interactions_role(wildcards.dataset)
+        return {role: self.raw_file(wildcards.dataset, role), "meta": self.raw_file(wildcards.dataset, "meta")}
+
+    def interactions_arg(self, wildcards, input) -> str:  # noqa: A002 - Snakemake passes `input` by name
+        """``--reviews <file>`` or ``--ratings <file>`` of ``prepare parse``, shell-quoted."""
+        role = self.interactions_role(wildcards.dataset)
+        return f"--{role} {shlex.quote(str(getattr(input, role)))}"
 
     def demo_out_dir(self, wildcards) -> str:
         return self.download_dir(wildcards.dataset)
@@ -146,6 +169,21 @@ class DataRules:
 
     def kcore(self, wildcards) -> int:
         return int(self.cfg(wildcards.dataset).get("kcore", 5))
+
+    def filter_inputs(self, wildcards) -> dict[str, str]:
+        """The parsed interactions and, with ``require_meta``, the parsed metadata (which items have a record)."""
+        parsed = f"results/{wildcards.dataset}/parsed"
+        inputs = {"interactions": f"{parsed}/interactions.parquet"}
+        if self.setting(wildcards.dataset, "require_meta"):
+            inputs["item_meta"] = f"{parsed}/items.parquet"
+        return inputs
+
+    def filter_args(self, wildcards, input) -> str:  # noqa: A002 - Snakemake passes `input` by name
+        """``--dedup`` and, with ``require_meta``, ``--require-meta --items`` of ``prepare filter``, shell-quoted."""
+        args = ["--dedup", self.setting(wildcards.dataset, "dedup")]
+        if self.setting(wildcards.dataset, "require_meta"):
+            args += ["--require-meta", "--items", input.item_meta]
+        return " ".join(shlex.quote(str(a)) for a in args)
 
     def unseen_targets(self, wildcards) -> str:
         """``keep`` (default, the paper's protocol) or ``drop`` users whose valid/test item is unseen in training."""
