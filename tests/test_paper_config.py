@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from sgp4sr.cli.main import main as sgp4sr_main
-from sgp4sr.config import deep_merge, pretraining_settings, pretraining_sources, validate_config
+from sgp4sr.config import ConfigError, deep_merge, pretraining_settings, pretraining_sources, validate_config
 from sgp4sr.data.download import DownloadError, download_file
 from sgp4sr.data.rules import DataRules, url_basename
 from sgp4sr.models.registry import available_models
@@ -233,3 +233,19 @@ def test_gpu_benchmark_smoke():
     for model in ("sasrec", "sgp4sr"):
         for precision in ("fp32", "bf16"):
             assert re.search(rf"^{model}\s+{precision}\s", result.stdout, re.M), (model, precision)
+
+
+def test_pretraining_is_on_with_sources_of_the_targets_widths(paper):
+    """The paper's MISSRec/UniSRec are pre-trained; each target's sources share its encoders."""
+    assert set(pretraining_settings(paper)["models"]) == {"missrec", "unisrec"}
+    for target in plan.datasets(paper):
+        assert pretraining_sources(paper, target), target
+
+
+def test_per_target_pretraining_sources_are_validated(paper):
+    bad = deep_merge(paper, {"datasets": {"baby": {"pretraining_sources": ["babyy"]}}})
+    with pytest.raises(ConfigError, match=r"datasets\.baby\.pretraining_sources: dataset 'babyy' is not defined"):
+        validate_config(bad)
+    alone = deep_merge(paper, {"datasets": {"baby": {"pretraining_sources": ["baby"]}}})
+    with pytest.raises(ConfigError, match=r"datasets\.baby\.pretraining_sources: no source dataset left"):
+        validate_config(alone)

@@ -157,8 +157,12 @@ def pretraining_settings(config: Mapping[str, Any]) -> dict:
 
 
 def pretraining_sources(config: Mapping[str, Any], target: str) -> list[str]:
-    """Source datasets of ``target``: ``pretraining.sources`` (null = ``run.datasets``) without the target."""
-    pool = pretraining_settings(config)["sources"]
+    """Source datasets of ``target``, without the target: ``datasets.<target>.pretraining_sources`` when set,
+    else ``pretraining.sources`` (null = ``run.datasets``). A checkpoint carries the feature adaptors, so a
+    target's sources must have its feature widths: per-target sources let datasets of different encoders
+    pre-train in one config."""
+    own = config.get("datasets", {}).get(target, {}).get("pretraining_sources")
+    pool = own if own is not None else pretraining_settings(config)["sources"]
     pool = config["run"]["datasets"] if pool is None else pool
     return [name for name in dict.fromkeys(pool) if name != target]
 
@@ -174,10 +178,13 @@ def _pretraining_problems(config: Mapping[str, Any]) -> list[str]:
     if not settings["models"]:
         return []
     defined = set(config.get("datasets", {}))
-    problems = [f"pretraining.sources: dataset '{name}' is not defined under 'datasets'; "
-                f"defined: {', '.join(sorted(defined))}" for name in settings["sources"] or [] if name not in defined]
+    named = [("pretraining.sources", name) for name in settings["sources"] or []]
+    named += [(f"datasets.{ds}.pretraining_sources", name) for ds, cfg in config.get("datasets", {}).items()
+              for name in cfg.get("pretraining_sources") or []]
+    problems = [f"{where}: dataset '{name}' is not defined under 'datasets'; defined: {', '.join(sorted(defined))}"
+                for where, name in named if name not in defined]
     targets = list(config["run"]["datasets"])
-    everything = set(targets) | set(settings["sources"] or [])
+    everything = set(targets) | {name for _, name in named}
     if len(everything) < 2:
         problems.append(
             f"pretraining.models is {settings['models']} but only one dataset is configured "
@@ -186,8 +193,10 @@ def _pretraining_problems(config: Mapping[str, Any]) -> list[str]:
         return problems
     for target in targets:
         if not pretraining_sources(config, target):
-            problems.append(f"pretraining.sources: no source dataset left for target '{target}' "
-                            f"(sources {settings['sources']} without the target)")
+            own = config["datasets"].get(target, {}).get("pretraining_sources")
+            where = f"datasets.{target}.pretraining_sources" if own is not None else "pretraining.sources"
+            problems.append(f"{where}: no source dataset left for target '{target}' "
+                            f"(sources {own if own is not None else settings['sources']} without the target)")
     return problems
 
 
