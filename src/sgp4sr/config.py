@@ -145,12 +145,6 @@ def config_seed(config: Mapping[str, Any]) -> int:
     return int(config.get("seed", schema_defaults()["seed"]))
 
 
-def __getattr__(name: str) -> Any:
-    if name == "PRETRAINING_DEFAULTS":  # read from the schema on first use, not at import
-        return schema_defaults("pretraining")
-    raise AttributeError(f"module 'sgp4sr.config' has no attribute {name!r}")
-
-
 def pretraining_settings(config: Mapping[str, Any]) -> dict:
     """The ``pretraining`` block over its defaults (``model_overrides`` merge per model)."""
     return deep_merge(schema_defaults("pretraining"), config.get("pretraining"))

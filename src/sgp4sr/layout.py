@@ -20,9 +20,9 @@ RESULTS = "results"
 DATA_DIR = RESULTS + "/{dataset}/data"
 FEATURES_DIR = RESULTS + "/{dataset}/features"
 GRAPHS_DIR = RESULTS + "/{dataset}/graphs"
-#: one training run: metrics.json, ranks.parquet, model.pt (and checkpoint.pt while it runs)
+#: one training run: metrics.json, ranks.parquet, model.pt (and CHECKPOINT while it runs)
 RUN_DIR = RESULTS + "/{dataset}/runs/{model}/{variant}/seed{seed}"
-RUN_FILES = ("metrics.json", "ranks.parquet", "model.pt")
+#: the epoch checkpoint of a run or pre-training in progress, in its output folder
 CHECKPOINT = "checkpoint.pt"
 #: cross-domain pre-training of ``model`` for target ``dataset``: model.pt, metrics.json
 PRETRAIN_DIR = RESULTS + "/pretrain/{model}/{dataset}"
@@ -156,6 +156,10 @@ def centres_name(modality: str, k: int, seed: int) -> str:
 
 def graph_summary_name(settings: Mapping[str, Any]) -> str:
     return GRAPH_SUMMARY.format(k=int(settings["centres"]), **_graph_numbers(settings))
+
+
+def cooccurrence_file(dataset: str) -> str:
+    return f"{graphs_dir(dataset)}/{COOCCURRENCE}"
 
 
 def fset_graphs_dir(dataset: str, fset: str = CLEAN) -> str:

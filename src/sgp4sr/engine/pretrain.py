@@ -33,7 +33,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from sgp4sr.config import PRETRAINABLE, PRETRAINING_DEFAULTS, config_seed
+from sgp4sr import layout
+from sgp4sr.config import PRETRAINABLE, config_seed, schema_defaults
 from sgp4sr.data.load import split_files
 from sgp4sr.engine.checkpoint import Fingerprint, input_digests
 from sgp4sr.engine.loop import Progress, run_epochs
@@ -47,7 +48,7 @@ from sgp4sr.models.registry import get_model_class, instantiate
 
 log = logging.getLogger(__name__)
 
-_D = PRETRAINING_DEFAULTS
+_D = schema_defaults("pretraining")
 
 
 @dataclass(frozen=True)
@@ -246,7 +247,7 @@ def pretrain(model_name: str, sources: Sequence[Source], out: str | Path, model_
                  progress.history[-1]["loss"], len(losses), progress.history[-1]["seconds"], peak_rss_mb())
         return False
 
-    result = run_epochs(model, make_optimizer, settings.epochs, run_epoch, checkpoint=out / "checkpoint.pt",
+    result = run_epochs(model, make_optimizer, settings.epochs, run_epoch, checkpoint=out / layout.CHECKPOINT,
                         fingerprint=finger, on_epoch_end=on_epoch_end)
     curve = result.progress.history
 
@@ -261,7 +262,7 @@ def pretrain(model_name: str, sources: Sequence[Source], out: str | Path, model_
                "modalities": sorted(joint.features), "curve": curve, "device": str(device),
                "threads": int(threads), "total_seconds": time.perf_counter() - started, "peak_rss_mb": peak_rss_mb()}
     write_json(out / "metrics.json", metrics)
-    (out / "checkpoint.pt").unlink(missing_ok=True)
+    (out / layout.CHECKPOINT).unlink(missing_ok=True)
     return metrics
 
 

@@ -51,6 +51,9 @@ class TrainRules:
         self.graphs = graphs or GraphRules(config)
         self.seed = config_seed(config)
         self.threads = int(config.get("train_threads", schema_defaults()["train_threads"]))
+        # every helper of a job asks for its plan and Snakemake asks each several times; the config is fixed
+        self._plans: dict[tuple[str, str, str], RunPlan] = {}
+        self._estimates: dict[tuple[str, str, str], Estimate] = {}
 
     def modalities(self, dataset: str) -> list[str]:
         return self.graphs.modalities(dataset)
@@ -101,11 +104,14 @@ class TrainRules:
         return plan
 
     def _plan(self, wildcards) -> RunPlan:
-        return self.plan(wildcards.dataset, wildcards.model, wildcards.variant)
+        key = (wildcards.dataset, wildcards.model, wildcards.variant)
+        if key not in self._plans:
+            self._plans[key] = self.plan(*key)
+        return self._plans[key]
 
     # -- rule helpers (take wildcards) ----------------------------------------------------------
     def inputs(self, wildcards) -> dict[str, str]:
-        return self._plan(wildcards).inputs
+        return dict(self._plan(wildcards).inputs)  # a copy: the plan is shared by this job's other helpers
 
     def params(self, wildcards) -> str:
         """The effective settings as one JSON string (``sgp4sr train run --params``)."""
@@ -125,8 +131,8 @@ class TrainRules:
 
     def init_arg(self, wildcards) -> str:
         """``--init <pre-trained weights>`` when this model is pre-trained for this dataset."""
-        ds, model = wildcards.dataset, wildcards.model
-        return f"--init {layout.pretrained_file(model, ds)}" if pretrains(self.config, model, ds) else ""
+        pretrained = self._plan(wildcards).inputs.get("pretrained")
+        return f"--init {pretrained}" if pretrained else ""
 
     @staticmethod
     def out(wildcards) -> str:
@@ -136,13 +142,19 @@ class TrainRules:
         return training.get("device") == "cuda" or bool(self.config.get("slurm_gpu", False))
 
     def _estimate(self, wildcards, input) -> Estimate:  # noqa: A002 (Snakemake's name)
+        """Sized once per run (mem_mb and runtime both ask; reading train.inter is a full scan)."""
+        key = (wildcards.dataset, wildcards.model, wildcards.variant)
+        if key in self._estimates:
+            return self._estimates[key]
         plan = self._plan(wildcards)
         features = [path for name, path in plan.inputs.items() if name.startswith("features_")]
         if not all(Path(f).exists() for f in [input.split_items, input.split_train, *features]):
             return UNSIZED  # a dry run before the split exists; the real job is sized when it is scheduled
         p = plan.params
-        return estimate_from_files(wildcards.model, input.split_items, input.split_train, features, p["model"],
-                                   p["training"], p.get("graphs", {}), self._gpu(p["training"]))
+        self._estimates[key] = estimate_from_files(wildcards.model, input.split_items, input.split_train, features,
+                                                   p["model"], p["training"], p.get("graphs", {}),
+                                                   self._gpu(p["training"]))
+        return self._estimates[key]
 
     def mem_mb(self, wildcards, input, attempt) -> int:  # noqa: A002
         """Estimated peak memory (sgp4sr.engine.resources), doubled on each retry (``--retries``)."""

@@ -25,6 +25,7 @@ import pandas as pd
 import torch
 import yaml
 
+from sgp4sr import layout
 from sgp4sr.config import config_seed
 from sgp4sr.engine.checkpoint import Fingerprint, input_digests, load_checkpoint
 from sgp4sr.engine.context import context_files, discover_modalities, load_context
@@ -160,9 +161,10 @@ def prepare(spec: RunSpec) -> Prepared:
     read = {**split_files(spec.data), **_named_files(files), **{f"fused/{p.name}": p for p in files.fused_features}}
     if files.items is not None:
         read[f"data/{files.items.name}"] = files.items
-    if spec.init is not None:
-        read["init"] = spec.init
-    resolved["input_digests"] = input_digests(read)  # a file replaced at the same path is another run
+    digests = input_digests(read)  # a file replaced at the same path is another run
+    if pretrained is not None:
+        digests["init"] = pretrained["sha256"]  # load_pretrained hashed the bytes it loaded
+    resolved["input_digests"] = dict(sorted(digests.items()))
     return Prepared(cfg, device, split, model, resolved)
 
 
@@ -172,7 +174,7 @@ def evaluate_checkpoint(spec: RunSpec) -> dict[str, Any]:
     For watching a long run: nothing in the run folder changes, so the run can keep going or resume later.
     """
     prep = prepare(spec)
-    state = load_checkpoint(Path(spec.out) / "checkpoint.pt", prep.fingerprint)
+    state = load_checkpoint(Path(spec.out) / layout.CHECKPOINT, prep.fingerprint)
     if state is None:
         raise FileNotFoundError(f"{spec.out}/checkpoint.pt is missing, unreadable or of another run "
                                 "(see the warning)")
@@ -209,7 +211,7 @@ def run_training(spec: RunSpec, on_epoch_end: Callable[[int], None] | None = Non
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     result = fit(model, examples, lambda: metrics_from_ranks(ranks("valid"), cfg.topk), cfg, device, spec.seed,
-                 checkpoint=out / "checkpoint.pt", fingerprint=prep.fingerprint,
+                 checkpoint=out / layout.CHECKPOINT, fingerprint=prep.fingerprint,
                  on_epoch_end=on_epoch_end)
     t0 = time.perf_counter()
     valid_ranks, test_ranks = ranks("valid"), ranks("test")
@@ -248,7 +250,7 @@ def run_training(spec: RunSpec, on_epoch_end: Callable[[int], None] | None = Non
         "user_idx": np.arange(split.n_users, dtype=np.int32),
         "valid_rank": valid_ranks.astype(np.int32), "test_rank": test_ranks.astype(np.int32)}))
     write_json(out / "metrics.json", metrics)
-    (out / "checkpoint.pt").unlink(missing_ok=True)
+    (out / layout.CHECKPOINT).unlink(missing_ok=True)
     log.info("test: %s", ", ".join(f"{k} {v:.4f}" for k, v in metrics["test"].items()))
     return metrics
 

@@ -76,7 +76,7 @@ class GraphRules:
         folder = layout.fset_graphs_dir(dataset, fset)
         files = {}
         if "cooccurrence" in roles:
-            files["cooccurrence"] = f"{layout.graphs_dir(dataset)}/{layout.COOCCURRENCE}"
+            files["cooccurrence"] = layout.cooccurrence_file(dataset)
         for m in mods:
             if "modal_graphs" in roles:
                 files[f"graph_{m}"] = f"{folder}/{layout.modal_graph_name(m, settings)}"
@@ -102,7 +102,7 @@ class GraphRules:
         folder = layout.fset_graphs_dir(wildcards.dataset, wildcards.fset)
         mods = self.modalities(wildcards.dataset)
         inputs: dict[str, Any] = {
-            "cooccurrence": f"{layout.graphs_dir(wildcards.dataset)}/{layout.COOCCURRENCE}",
+            "cooccurrence": layout.cooccurrence_file(wildcards.dataset),
             "stats": [f"{folder}/{layout.modal_graph_name(m, settings, '.json')}" for m in mods]}
         if int(wildcards.k) > 0:
             inputs["centres"] = [f"{folder}/{layout.centres_name(m, wildcards.k, self.seed)}" for m in mods]

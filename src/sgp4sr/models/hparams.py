@@ -26,10 +26,9 @@ import functools
 import operator
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Mapping
 
-from sgp4sr.models.registry import _MODULES
+from sgp4sr.models.registry import _MODULES, module_tree, registered_class
 
 #: keys the engine sets itself; a config value would be silently replaced
 RESERVED = {"sgp4sr": {"ablations": "set by the run's variant (e.g. wo_cip), not in the config"}}
@@ -147,22 +146,13 @@ def _module_constants(tree: ast.Module) -> dict[str, Any]:
     return constants
 
 
-def _registered_class(tree: ast.Module, model: str) -> ast.ClassDef | None:
-    """The class decorated with ``@register("<model>")``."""
-    for node in tree.body:
-        if not isinstance(node, ast.ClassDef):
-            continue
-        for deco in node.decorator_list:
-            if (isinstance(deco, ast.Call) and _name(deco.func) == "register" and deco.args
-                    and isinstance(deco.args[0], ast.Constant) and deco.args[0].value == model):
-                return node
-    return None
-
-
 def parse_signature(source: str, model: str) -> Signature | None:
     """The hyper-parameters of the class registered as ``model`` in ``source``; None if not found."""
-    tree = ast.parse(source)
-    cls = _registered_class(tree, model)
+    return _signature_of(ast.parse(source), model)
+
+
+def _signature_of(tree: ast.Module, model: str) -> Signature | None:
+    cls = registered_class(tree, model)
     init = None if cls is None else next(
         (n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "__init__"), None)
     if init is None:
@@ -182,21 +172,14 @@ def parse_signature(source: str, model: str) -> Signature | None:
     return Signature(model, params, open=args.kwarg is not None)
 
 
-def _module_file(module: str) -> Path:
-    """``sgp4sr.models.sasrec`` -> the file beside this one (no import, so no torch)."""
-    return Path(__file__).resolve().parent / f"{module.rsplit('.', 1)[-1]}.py"
-
-
 @functools.lru_cache(maxsize=None)
 def model_signature(model: str) -> Signature | None:
     """The parsed signature of a registered model; None for an unknown model or an unreadable module."""
-    module = _MODULES.get(model)
-    if module is None:
+    if model not in _MODULES:
         return None
-    path = _module_file(module)
     try:
-        return parse_signature(path.read_text(encoding="utf-8"), model)
-    except (OSError, SyntaxError):
+        return _signature_of(module_tree(model)[0], model)
+    except (KeyError, OSError, SyntaxError):
         return None
 
 

@@ -27,29 +27,42 @@ _MODULES = {
     "iisan": "sgp4sr.models.iisan",
 }
 
+def registered_class(tree: ast.Module, name: str) -> ast.ClassDef | None:
+    """The class of a parsed model module decorated ``@register("<name>")``, or None."""
+    def registers(deco: ast.expr) -> bool:  # @register("<name>") or @registry.register("<name>")
+        called = getattr(deco, "func", None)
+        return (isinstance(deco, ast.Call) and getattr(called, "id", getattr(called, "attr", None)) == "register"
+                and bool(deco.args) and isinstance(deco.args[0], ast.Constant) and deco.args[0].value == name)
+
+    return next((node for node in tree.body if isinstance(node, ast.ClassDef)
+                 and any(registers(d) for d in node.decorator_list)), None)
+
+
+@functools.lru_cache(maxsize=None)
+def module_tree(name: str) -> tuple[ast.Module, str]:
+    """Model ``name``'s module parsed (not imported: no torch) and its file, read once per process."""
+    spec = importlib.util.find_spec(_MODULES[name])
+    if spec is None or spec.origin is None:
+        raise KeyError(f"model '{name}': module {_MODULES[name]} is not installed")
+    return ast.parse(Path(spec.origin).read_text(encoding="utf-8")), spec.origin
+
+
 @functools.lru_cache(maxsize=None)
 def _static_requires(name: str) -> tuple[str, ...]:
     """The ``requires`` class attribute of model ``name``, read from its module's source (no import).
 
     The class is the one decorated ``@register(name)``; without its own ``requires`` it has the base's ``()``.
     """
-    spec = importlib.util.find_spec(_MODULES[name])
-    if spec is None or spec.origin is None:
-        raise KeyError(f"model '{name}': module {_MODULES[name]} is not installed")
-    tree = ast.parse(Path(spec.origin).read_text())
-    for node in tree.body:
-        registered = isinstance(node, ast.ClassDef) and any(
-            isinstance(d, ast.Call) and getattr(d.func, "id", None) == "register" and d.args
-            and isinstance(d.args[0], ast.Constant) and d.args[0].value == name for d in node.decorator_list)
-        if not registered:
-            continue
-        for stmt in node.body:
-            targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target] if isinstance(
-                stmt, ast.AnnAssign) else []
-            if any(isinstance(t, ast.Name) and t.id == "requires" for t in targets) and stmt.value is not None:
-                return tuple(ast.literal_eval(stmt.value))
-        return ()
-    raise KeyError(f"model '{name}': no class decorated @register({name!r}) in {spec.origin}")
+    tree, origin = module_tree(name)
+    cls = registered_class(tree, name)
+    if cls is None:
+        raise KeyError(f"model '{name}': no class decorated @register({name!r}) in {origin}")
+    for stmt in cls.body:
+        targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target] if isinstance(
+            stmt, ast.AnnAssign) else []
+        if any(isinstance(t, ast.Name) and t.id == "requires" for t in targets) and stmt.value is not None:
+            return tuple(ast.literal_eval(stmt.value))
+    return ()
 
 
 def __getattr__(attr: str) -> Any:
