@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
-from sgp4sr.io import atomic_path, write_json
+from sgp4sr.io import atomic_path, read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -433,14 +433,12 @@ def truth_files(folder: str | Path, category: str) -> dict[str, Path]:
 
 def load_law(folder: str | Path, category: str) -> tuple[NextItemLaw, list[str], dict[str, np.ndarray]]:
     """The next-item law of a generated shop, its items' asins (law positions) and each reviewer's interests."""
-    import json
-
     files = truth_files(folder, category)
     missing = [str(p) for p in files.values() if not p.exists()]
     if missing:
         raise FileNotFoundError(f"demo truth file(s) missing: {', '.join(missing)} (regenerate the demo data)")
     items = pd.read_csv(files["items"], keep_default_na=False)
-    params = json.loads(files["law"].read_text())
+    params = read_json(files["law"])
     position = {asin: i for i, asin in enumerate(items["asin"])}
     complements = None
     if params["complement_rate"] > 0:

@@ -15,6 +15,7 @@ import shlex
 from typing import Any, Iterable, Mapping
 from urllib.parse import urlparse
 
+from sgp4sr import layout
 from sgp4sr.config import schema_defaults
 
 DEMO_CATEGORY = "Demo"  # a demo dataset's raw files are named like a 2014 download of category "Demo"
@@ -87,7 +88,7 @@ class DataRules:
         return str(self.setting(dataset, "interactions"))
 
     def download_dir(self, dataset: str) -> str:
-        return f"{self.resources}/downloads/{dataset}"
+        return layout.download_dir(self.resources, dataset)
 
     def local_or_download(self, dataset: str, role: str, filename: str) -> str | None:
         """The downloaded ``files.<role>`` if configured, else ``<path>/<filename>``, else None."""
@@ -187,7 +188,7 @@ class DataRules:
 
     def unseen_targets(self, wildcards) -> str:
         """``keep`` (default, the paper's protocol) or ``drop`` users whose valid/test item is unseen in training."""
-        return str(self.cfg(wildcards.dataset).get("unseen_targets", "keep"))
+        return str(self.setting(wildcards.dataset, "unseen_targets"))
 
     def benchmark_inputs(self, wildcards) -> dict[str, str]:
         """train/valid/test: downloaded ``files`` roles, else ``<path>/<name>.<part>.inter``.

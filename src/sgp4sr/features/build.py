@@ -23,6 +23,9 @@ from sgp4sr.features.matrix import check_feature_matrix, fill_fallback
 log = logging.getLogger(__name__)
 
 # Defaults of the keys under datasets.<ds>.modalities.<name> (config/README.md lists them).
+#: encoders that read an item's image pixels (the rules give their jobs the raw images as inputs)
+PIXEL_ENCODERS = ("clip", "histogram")
+
 DEFAULTS: dict[str, dict[str, Any]] = {
     "sentence": {"model": "sentence-transformers/all-MiniLM-L6-v2",
                  "fields": ["title", "brand", "categories", "description"],
@@ -118,7 +121,7 @@ def build_modality(
     if encoder in ("sentence", "clip") and (encoder == "sentence" or cfg["input"] == "text"):
         matrix, status = _encode_text(items, cfg, n_items, seed=seed, device=device, progress=progress)
         manifest["source"] = "text"
-    elif encoder in ("clip", "histogram"):
+    elif encoder in PIXEL_ENCODERS:
         matrix, status, sources = _encode_images(items, cfg, n_items, seed=seed, download_dir=download_dir,
                                                  cache_dir=cache_dir, device=device, threads=threads,
                                                  progress=progress)

@@ -54,7 +54,7 @@ from tqdm.auto import tqdm
 #: defaults of the descriptor's keys (build.DEFAULTS["histogram"] holds these plus the shared ones)
 HISTOGRAM_DEFAULTS: dict[str, Any] = {"resize": 64, "colour_bins": [12, 3, 3], "gradient_bins": 9,
                                       "gradient_cells": 3, "hellinger": True}
-_BINS = (12, 3, 3)
+_BINS = tuple(HISTOGRAM_DEFAULTS["colour_bins"])
 _LUMA = np.array([0.299, 0.587, 0.114])
 
 

@@ -79,7 +79,7 @@ def build_hidden_state_cache(items_path: str | os.PathLike, out: str | os.PathLi
     ``text_encoder``/``image_encoder`` (already loaded) skip the loading, for tests.
     """
     from sgp4sr.features.build import read_items
-    from sgp4sr.features.images import fetch_images, load_image
+    from sgp4sr.features.images import fetch_images, image_batches
     from sgp4sr.features.text import item_texts, load_sentence_model
 
     items = read_items(items_path)
@@ -103,14 +103,13 @@ def build_hidden_state_cache(items_path: str | os.PathLike, out: str | os.PathLi
     image = np.zeros((n_items, depth + 1, width), np.float16)
     image_found = np.zeros(n_items, bool)
     ok = [(i, p) for i, p, s in zip(idx, fetched["path"], fetched["status"]) if s == "ok"]
-    for start in range(0, len(ok), batch_size):
-        chunk = [(i, load_image(p)[0]) for i, p in ok[start:start + batch_size]]
-        chunk = [(i, img) for i, img in chunk if img is not None]
-        if chunk:
-            pixels = torch.stack([image_encoder.preprocess(img) for _, img in chunk])
-            rows = [i for i, _ in chunk]
-            image[rows] = image_hidden_states(image_encoder, pixels)
-            image_found[rows] = True
+    rows_of = np.array([i for i, _ in ok], dtype=np.int64)
+    statuses = ["ok"] * len(ok)  # the features stage's decoder (undecodable images are skipped, as there)
+    for positions, pixels in image_batches([p for _, p in ok], image_encoder.preprocess, statuses,
+                                           batch_size=batch_size):
+        rows = rows_of[positions]
+        image[rows] = image_hidden_states(image_encoder, pixels)
+        image_found[rows] = True
     text_found = np.zeros(n_items, bool)
     text_found[idx[has_text]] = True
     log.info("iisan cache: text states %s for %d items, image states %s for %d items",

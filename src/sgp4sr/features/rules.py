@@ -13,7 +13,7 @@ import shlex
 from typing import Any, Mapping
 
 from sgp4sr import layout
-from sgp4sr.features.build import resolve_modality, source_file_for
+from sgp4sr.features.build import PIXEL_ENCODERS, resolve_modality, source_file_for
 from sgp4sr.features.noise import DEFAULT_NOISE_RATIOS, noisy_name
 
 # Per-job memory (MB) and runtime (minutes) by encoder. CLIP on images is the
@@ -22,10 +22,6 @@ from sgp4sr.features.noise import DEFAULT_NOISE_RATIOS, noisy_name
 MEM_MB = {"sentence": 4000, "clip": 6000, "histogram": 2000, "published": 4000, "benchmark": 2000}
 RUNTIME_MIN = {"sentence": 60, "clip_image": 240, "clip_text": 60, "histogram": 60, "published": 120,
                "benchmark": 10}
-
-
-#: encoders that read an item's image pixels (their jobs take the raw images as inputs)
-PIXEL_ENCODERS = ("clip", "histogram")
 
 
 class FeatureRuleError(ValueError):
