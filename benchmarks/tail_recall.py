@@ -29,7 +29,8 @@ def tail_table(root: Path, dataset: str, models: list[str], variant: str = "defa
              enumerate(zip([counts.min(), *edges], [*edges, counts.max()]))]
     rows = []
     for model in models:
-        runs = sorted((root / layout.RESULTS / dataset / "runs" / model / variant).glob("seed*/ranks.parquet"))
+        pattern = layout.RUN_DIR.format(dataset=dataset, model=model, variant=variant, seed="*")
+        runs = sorted(root.glob(f"{pattern}/ranks.parquet"))
         if not runs:
             continue
         hit = np.mean([pd.read_parquet(p)["test_rank"].to_numpy() <= k for p in runs], axis=0)

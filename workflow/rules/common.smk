@@ -8,7 +8,7 @@ from sgp4sr import layout
 from sgp4sr.config import PRETRAINABLE, ConfigError, config_seed, schema_defaults, validate_config
 from sgp4sr.engine.rules import TrainRules
 from sgp4sr.graphs.rules import WILDCARDS as GRAPH_WILDCARDS, GraphRules
-from sgp4sr.report.plan import report_targets
+from sgp4sr.report.plan import BOUNDS, report_targets
 
 try:
     validate_config(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")

@@ -15,7 +15,7 @@ rule bound:
         metrics="results/{dataset}/runs/{bound}/default/seed1/metrics.json",
         ranks="results/{dataset}/runs/{bound}/default/seed1/ranks.parquet",
     wildcard_constraints:
-        bound="popularity|oracle",
+        bound="|".join(BOUNDS),
     log:
         "logs/report/{dataset}.{bound}.log",
     benchmark:

@@ -12,7 +12,10 @@ import json
 import logging
 from pathlib import Path
 
+from sgp4sr.data.rules import DEMO_CATEGORY
+from sgp4sr.engine.settings import TrainConfig
 from sgp4sr.io import read_json, write_json
+from sgp4sr.report.plan import BOUNDS
 
 log = logging.getLogger("sgp4sr.report")
 
@@ -132,12 +135,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--paper-stats", type=_json_arg, default={}, help='JSON {dataset: {users: ..., ...}}')
 
     p = step("bound", cmd_bound, "a reference row of Table 2: popularity, or the demo's oracle", False)
-    p.add_argument("--kind", required=True, choices=["popularity", "oracle"])
+    p.add_argument("--kind", required=True, choices=BOUNDS)
     p.add_argument("--data", required=True, help="the split folder, results/<ds>/data")
     p.add_argument("--out", required=True, help="results/<ds>/runs/<kind>/default/seed1")
-    p.add_argument("--topk", type=int, nargs="+", default=[5, 10, 20, 50])
+    p.add_argument("--topk", type=int, nargs="+", default=list(TrainConfig().topk))
     p.add_argument("--truth", default=None, help="oracle: the demo's raw folder (truth_*.csv, law_*.json)")
-    p.add_argument("--category", default="Demo", help="oracle: the demo's category name in its file names")
+    p.add_argument("--category", default=DEMO_CATEGORY, help="oracle: the demo's category name in its file names")
 
     p = step("table2", cmd_table2, "models x datasets with significance (Table 2)")
     p.add_argument("--runs", nargs="+", required=True, help="metrics.json files (ranks.parquet beside them)")

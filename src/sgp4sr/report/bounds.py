@@ -27,29 +27,48 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from sgp4sr.data.rules import DEMO_CATEGORY
+from sgp4sr.engine.settings import TrainConfig
 from sgp4sr.io import write_json, write_parquet
+from sgp4sr.report.plan import BOUNDS
 
 log = logging.getLogger(__name__)
 
-BOUNDS = ("popularity", "oracle")
+ROWS_PER_CHUNK = 512  # users ranked per call: bounds the (users, items) score block
+
+
+def rank_rows(score_rows, targets: np.ndarray) -> np.ndarray:
+    """Ranks of ``targets`` under ``score_rows(start, stop)`` -> (stop - start, n_items) scores, through the
+    engine's ranking (:func:`sgp4sr.engine.evaluate.ranks_from_scores`: padding excluded, ties against the target)."""
+    import torch
+
+    from sgp4sr.engine.evaluate import ranks_from_scores
+
+    out = []
+    for start in range(0, len(targets), ROWS_PER_CHUNK):
+        stop = min(start + ROWS_PER_CHUNK, len(targets))
+        scores = torch.from_numpy(np.array(score_rows(start, stop), dtype=np.float64))
+        out.append(ranks_from_scores(scores, torch.from_numpy(np.asarray(targets[start:stop], np.int64))).numpy())
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
 
 def ranks_of(scores: np.ndarray, target: int) -> int:
-    """``1 + #{real items i != target: score_i >= score_target}`` (index 0 is padding)."""
-    real = scores[1:]
-    return int((real >= scores[target]).sum())  # counts the target itself once: that is the "1 +"
+    """``1 + #{real items i != target: score_i >= score_target}`` (index 0 is padding) for one score row."""
+    return int(rank_rows(lambda start, stop: np.asarray(scores)[None], np.array([target]))[0])
 
 
 def popularity_ranks(split) -> tuple[np.ndarray, np.ndarray]:
     """Valid and test ranks of every user under the training-part popularity ranking."""
     counts = np.bincount(np.concatenate([np.asarray(s, np.int64) for s in split.train_seqs]),
                          minlength=split.n_items).astype(np.float64)
-    valid = np.array([ranks_of(counts, int(t)) for t in split.valid_items])
-    test = np.array([ranks_of(counts, int(t)) for t in split.test_items])
-    return valid, test
+
+    def rows(start: int, stop: int) -> np.ndarray:
+        return np.broadcast_to(counts, (stop - start, len(counts)))
+
+    return rank_rows(rows, split.valid_items), rank_rows(rows, split.test_items)
 
 
-def oracle_ranks(split, truth_dir: str | Path, category: str) -> tuple[np.ndarray, np.ndarray]:
+def oracle_ranks(split, truth_dir: str | Path, category: str = DEMO_CATEGORY) -> tuple[np.ndarray, np.ndarray]:
     """Valid and test ranks under the demo generator's next-item law (see the module docstring)."""
     from sgp4sr.data.demo import load_law
 
@@ -65,26 +84,24 @@ def oracle_ranks(split, truth_dir: str | Path, category: str) -> tuple[np.ndarra
     if missing_users:
         raise ValueError(f"{truth_dir}: no interests for users {missing_users[:3]} (other demo data?)")
 
-    def rank(user: int, history: np.ndarray, target: int) -> int:
+    def scores(user: int, history: np.ndarray) -> np.ndarray:
         seen = np.zeros(len(asins), dtype=bool)
         seen[pos_of_idx[history]] = True
         p = law.distribution(int(pos_of_idx[history[-1]]), interests[str(split.user_tokens[user])], seen)
-        scores = np.zeros(split.n_items)
+        row = np.zeros(split.n_items)
         if p is not None:
-            scores[1:] = p[pos_of_idx[1:]]
-        scores[0] = -np.inf
-        return ranks_of(scores, target)
+            row[1:] = p[pos_of_idx[1:]]
+        return row
 
-    valid, test = [], []
-    for u, seq in enumerate(split.train_seqs):
-        seq = np.asarray(seq, np.int64)
-        valid.append(rank(u, seq, int(split.valid_items[u])))
-        test.append(rank(u, np.append(seq, split.valid_items[u]), int(split.test_items[u])))
-    return np.array(valid), np.array(test)
+    seqs = [np.asarray(s, np.int64) for s in split.train_seqs]
+    valid = rank_rows(lambda a, b: [scores(u, seqs[u]) for u in range(a, b)], split.valid_items)
+    test = rank_rows(lambda a, b: [scores(u, np.append(seqs[u], split.valid_items[u])) for u in range(a, b)],
+                     split.test_items)
+    return valid, test
 
 
-def write_bound(kind: str, data: str | Path, out: str | Path, topk: Sequence[int] = (5, 10, 20, 50),
-                truth_dir: str | Path | None = None, category: str = "Demo") -> dict:
+def write_bound(kind: str, data: str | Path, out: str | Path, topk: Sequence[int] = TrainConfig().topk,
+                truth_dir: str | Path | None = None, category: str = DEMO_CATEGORY) -> dict:
     """Compute bound ``kind`` on the split in ``data``; write ``metrics.json`` and ``ranks.parquet`` into ``out``."""
     from sgp4sr.data.load import load_split
     from sgp4sr.engine.evaluate import metrics_from_ranks

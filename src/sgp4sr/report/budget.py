@@ -237,7 +237,7 @@ def budget(config: Mapping[str, Any], results: str | Path = ".") -> Budget:
         line("Figure 4 (interest centres k)", plan.centre_runs(config)),
         line("search grid (validation only)", tuning),
     ]
-    lines += [_retrain_line(config, sizes), _pretrain_line(config, sizes)]
+    lines += [_retrain_line(config, sizes), _pretrain_line(config, sizes, results)]
     priced = {m: train_ratio(m, reference(int(config.get("models", {}).get(m, {}).get("hidden_size", 64))))[1]
               for m in plan.models(config)}
     extra = []
@@ -267,7 +267,7 @@ def _retrain_line(config: Mapping[str, Any], sizes: Mapping[str, Size | None]) -
     return out
 
 
-def _pretrain_line(config: Mapping[str, Any], sizes: Mapping[str, Size | None]) -> Line:
+def _pretrain_line(config: Mapping[str, Any], sizes: Mapping[str, Size | None], results: str | Path = ".") -> Line:
     """Cross-domain pre-training jobs (one per model and target), priced as epochs over the sources' targets."""
     out = Line("pre-training (MISSRec, UniSRec)")
     settings = pretraining_settings(config)
@@ -277,7 +277,7 @@ def _pretrain_line(config: Mapping[str, Any], sizes: Mapping[str, Size | None]) 
                 continue
             out.runs += 1
             out.new += 1
-            sources = [sizes.get(s) or dataset_size(config, s) for s in pretraining_sources(config, ds)]
+            sources = [sizes.get(s) or dataset_size(config, s, results) for s in pretraining_sources(config, ds)]
             if any(s is None for s in sources):
                 out.unsized += 1
                 continue

@@ -21,6 +21,9 @@ from sgp4sr.config import deep_merge, schema_defaults
 from sgp4sr.layout import REPORT_DIR, run_dir
 from sgp4sr.variants import KEYS, format_variant
 
+#: Table 2's reference rows, not models (sgp4sr.report.bounds computes them, rule ``bound``)
+BOUNDS = ("popularity", "oracle")
+
 # variant key -> (config section, key there) holding the dataset's default
 _DEFAULT_SOURCE = {"lr": ("training", "lr"), "wd": ("training", "weight_decay"), "H": ("graphs", "knn_k"),
                    "mu_m": ("graphs", "mu_m"), "mu_o": ("graphs", "mu_o"), "k": ("graphs", "centres")}
@@ -111,11 +114,12 @@ def bound_runs(config: Mapping[str, Any]) -> list[tuple[str, str, str, int]]:
     """Table 2's reference rows (sgp4sr.report.bounds): popularity on every dataset, the oracle on generated ones."""
     if not experiments(config)["bounds"] or not models(config):
         return []
+    popularity, oracle = BOUNDS
     runs = []
     for ds in datasets(config):
-        runs.append((ds, "popularity", "default", 1))
+        runs.append((ds, popularity, "default", 1))
         if config["datasets"][ds]["source"] == "demo":
-            runs.append((ds, "oracle", "default", 1))
+            runs.append((ds, oracle, "default", 1))
     return runs
 
 

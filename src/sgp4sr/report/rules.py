@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 from sgp4sr import layout
 from sgp4sr.config import dataset_training
+from sgp4sr.engine.settings import TrainConfig
 from sgp4sr.report import plan
 
 
@@ -76,14 +77,14 @@ class ReportRules:
         return os.path.dirname(output.metrics)
 
     def bound_truth_arg(self, wildcards) -> str:
-        from sgp4sr.data.rules import DEMO_CATEGORY
-
+        """``--truth <the demo's raw folder>`` for the oracle (its files are named by ``DEMO_CATEGORY``)."""
         if wildcards.bound != "oracle":
             return ""
-        return f"--truth {layout.download_dir(self.resources, wildcards.dataset)} --category {DEMO_CATEGORY}"
+        return f"--truth {layout.download_dir(self.resources, wildcards.dataset)}"
 
     def topk(self, wildcards) -> str:
-        return " ".join(str(k) for k in dataset_training(self.config, wildcards.dataset).get("topk", [5, 10, 20, 50]))
+        topk = dataset_training(self.config, wildcards.dataset).get("topk", TrainConfig().topk)
+        return " ".join(str(k) for k in topk)
 
     def table2_metrics(self, wildcards) -> str:
         return " ".join(f for f in self.table2_inputs(wildcards) if f.endswith("metrics.json"))

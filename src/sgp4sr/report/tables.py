@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
-from sgp4sr.report.bounds import BOUNDS
+from sgp4sr.report.plan import BOUNDS
 from sgp4sr.report.render import Cell, Table, display, fmt_mean_std, marks
 from sgp4sr.report.runs import Run, metric_frame, summarise
 from sgp4sr.report.significance import check_against_mean, paired_wilcoxon, seed_averaged_user_metric
