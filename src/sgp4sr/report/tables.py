@@ -83,18 +83,17 @@ def table2(runs: Sequence[Run], proposed: str | None, metrics: Sequence[str], si
            decimals: int = 4) -> tuple[Table, pd.DataFrame]:
     """Models x (dataset, metric) with marks, improvement over the best baseline and the Wilcoxon p-value."""
     runs = [r for r in runs if r.variant == "default"]
-    bound_runs = [r for r in runs if r.model in BOUNDS or r.metrics.get("bound")]
-    runs = [r for r in runs if r not in bound_runs]
+    is_bound = [r.model in BOUNDS or bool(r.metrics.get("bound")) for r in runs]
+    bound_runs = [r for r, bound in zip(runs, is_bound) if bound]
+    runs = [r for r, bound in zip(runs, is_bound) if not bound]
     if not runs:
         raise ValueError("table2: no default runs given")
     order = _model_order(runs, proposed)
-    bound_summary = summarise(metric_frame(bound_runs, metrics), ["dataset", "model", "metric"]) if bound_runs \
-        else None
     present = {r.model for r in bound_runs}
     lower = [b for b in BOUNDS[:1] if b in present]
     upper = [b for b in BOUNDS[1:] if b in present]
     baselines = [m for m in order if m != proposed]
-    summary = summarise(metric_frame(runs, metrics), ["dataset", "model", "metric"])
+    summary = summarise(metric_frame(runs + bound_runs, metrics), ["dataset", "model", "metric"])
     has_improvement = proposed in order and bool(baselines)
     tests = _significance(runs, summary, proposed, baselines, significance_metric) if has_improvement else {}
 
@@ -111,27 +110,26 @@ def table2(runs: Sequence[Run], proposed: str | None, metrics: Sequence[str], si
 
             def bound_cells(names: list[str]) -> None:
                 for b in names:
-                    mean, std, n = _lookup(bound_summary, ds, b, metric)
+                    mean, std, n = _lookup(summary, ds, b, metric)
                     row.append(Cell("—" if n == 0 else fmt_mean_std(mean, std, decimals)))
                     if n:
                         numbers.append({"dataset": ds, "metric": metric, "model": b, "mean": mean, "std": std,
                                         "n_seeds": n, "mark": "", "bound": True})
 
             bound_cells(lower)
+            first = len(numbers)  # this row's model records
             for m, mark in zip(order, marks(means, decimals)):
                 mean, std, n = cell_stats[m]
                 row.append(Cell(fmt_mean_std(mean, std, decimals), mark))
                 numbers.append({"dataset": ds, "metric": metric, "model": m, "mean": mean, "std": std,
                                 "n_seeds": n, "mark": mark})
-            n_model_cells = len(order)
             bound_cells(upper)
             if has_improvement:
                 best_base, improvement = improvement_over_best(cell_stats, proposed, baselines)
                 test = tests.get(ds, {}) if metric == significance_metric else {}
                 row.append(Cell("—" if improvement is None else f"{improvement:+.2f}%"))
                 row.append(Cell(_fmt_p(test.get("p_value")) if test else ""))
-                for rec in [r for r in numbers if r["dataset"] == ds and r["metric"] == metric
-                            and not r.get("bound")][-n_model_cells:]:
+                for rec in numbers[first:first + len(order)]:
                     rec.update(best_baseline=best_base, improvement_pct=improvement,
                                p_value=test.get("p_value"), p_vs=test.get("baseline"),
                                n_users=test.get("n_users"), n_nonzero=test.get("n_nonzero"))
