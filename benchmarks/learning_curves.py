@@ -1,7 +1,7 @@
 """Learning curves, best epochs and per-score-term test metrics of finished runs, as Markdown tables.
 
-Reads ``results/<dataset>/runs/<model>/<variant>/seed<k>/metrics.json`` (what
-``snakemake all`` leaves) and prints, per dataset:
+Reads every seed's ``metrics.json`` of each ``<model>/<variant>`` (``sgp4sr.layout.RUN_DIR``, what
+``snakemake all`` leaves under ``--root``) and prints, per dataset:
 
 * the validation metric per epoch, mean over seeds, for every model/variant;
 * best epoch, epochs run and test R@10 / N@10 / R@50 / N@50 (mean ± std over seeds);
@@ -20,12 +20,20 @@ from pathlib import Path
 
 import numpy as np
 
+from sgp4sr import layout
+
 METRICS = ("recall@10", "ndcg@10", "recall@50", "ndcg@50")
 
 
-def load(results: Path, dataset: str, run: str) -> list[dict]:
-    folder = results / dataset / "runs" / run
-    return [json.loads(p.read_text()) for p in sorted(folder.glob("seed*/metrics.json"))]
+def seed_files(root: Path, dataset: str, run: str, name: str) -> list[Path]:
+    """``name`` in every seed folder of ``<model>/<variant>`` (layout.RUN_DIR)."""
+    model, _, variant = run.partition("/")
+    pattern = layout.RUN_DIR.format(dataset=dataset, model=model, variant=variant or "default", seed="*")
+    return sorted(root.glob(f"{pattern}/{name}"))
+
+
+def load(root: Path, dataset: str, run: str) -> list[dict]:
+    return [json.loads(p.read_text()) for p in seed_files(root, dataset, run, "metrics.json")]
 
 
 def ms(values: list[float], fmt: str = ".4f") -> str:
@@ -37,13 +45,13 @@ def ms(values: list[float], fmt: str = ".4f") -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--results", type=Path, default=Path("results"))
+    p.add_argument("--root", type=Path, default=Path("."), help="the workflow's working directory (holds results/)")
     p.add_argument("--dataset", required=True)
     p.add_argument("--runs", nargs="+", required=True, help="<model>/<variant> folders under runs/")
     p.add_argument("--vs", help="a <model>/<variant> that every other run is tested against (paired Wilcoxon "
                                 "over users of per-user NDCG@10, averaged over seeds first, as Table 2)")
     args = p.parse_args()
-    runs = {run: load(args.results, args.dataset, run) for run in args.runs}
+    runs = {run: load(args.root, args.dataset, run) for run in args.runs}
     metric = next((r[0]["config"]["training"]["valid_metric"] for r in runs.values() if r), "recall@5")
 
     width = max((len(m["curve"]) for r in runs.values() for m in r), default=0)
@@ -73,7 +81,7 @@ def main() -> None:
         from sgp4sr.report.significance import paired_wilcoxon, seed_averaged_user_metric
 
         def per_user(run: str):
-            files = sorted((args.results / args.dataset / "runs" / run).glob("seed*/ranks.parquet"))
+            files = seed_files(args.root, args.dataset, run, "ranks.parquet")
             return seed_averaged_user_metric(files, "ndcg@10")
 
         ref = per_user(args.vs)

@@ -20,13 +20,18 @@ from sgp4sr import layout
 from sgp4sr.data.load import load_split
 
 
-def tail_table(root: Path, dataset: str, models: list[str], variant: str = "default", k: int = 10) -> pd.DataFrame:
+def target_quartiles(root: Path, dataset: str) -> tuple[np.ndarray, list[str]]:
+    """Per user the quartile (0-3) of its test item's training count, and the quartiles' names."""
     split = load_split(root / layout.data_dir(dataset))
     counts = np.bincount(np.concatenate(split.train_seqs), minlength=split.n_items)[split.test_items]
     edges = np.quantile(counts, [0.25, 0.5, 0.75])
-    quartile = np.digitize(counts, edges)
     names = [f"Q{i + 1} ({lo:g}-{hi:g})" for i, (lo, hi) in
              enumerate(zip([counts.min(), *edges], [*edges, counts.max()]))]
+    return np.digitize(counts, edges), names
+
+
+def tail_table(root: Path, dataset: str, models: list[str], variant: str = "default", k: int = 10) -> pd.DataFrame:
+    quartile, names = target_quartiles(root, dataset)
     rows = []
     for model in models:
         pattern = layout.RUN_DIR.format(dataset=dataset, model=model, variant=variant, seed="*")

@@ -221,6 +221,8 @@ def test_features_rule_reads_the_raw_local_images(tmp_path):
     (folder / "sub").mkdir(parents=True)
     for name in ("b.jpg", "a.jpg", "sub/c.png", ".hidden"):
         (folder / name).write_bytes(b"x")
+    assert rules.image_inputs(wc("local", "image")) == []  # listed once per DAG (one walk, not one per job)
+    rules = FeatureRules(CONFIG, str(tmp_path / "res"))  # the next invocation's DAG
     assert rules.image_inputs(wc("local", "image")) == [f"{folder}/a.jpg", f"{folder}/b.jpg", f"{folder}/sub/c.png"]
     assert rules.image_inputs(wc("local", "title")) == [] and rules.image_inputs(wc("published", "image")) == []
 

@@ -7,6 +7,7 @@ plus the ``fused`` one of ``wo_mul``), so the whole file takes seconds.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 import torch
@@ -393,3 +394,22 @@ def test_training_through_the_engine_beats_popularity(tmp_path):
     assert metrics["test"]["recall@10"] > baseline + 0.2, (metrics["test"], baseline)
     assert sorted(metrics["test_by_score_term"]) == ["id", "image", "text"]
     assert all(0 <= m["recall@10"] <= 1 for m in metrics["test_by_score_term"].values())
+    ranks = pd.read_parquet(tmp_path / "run" / "ranks.parquet")  # each term's own ranks, for the tail tables
+    for term, term_metrics in metrics["test_by_score_term"].items():
+        assert metrics_from_ranks(ranks[f"test_rank_{term}"].to_numpy(), [10]) == \
+            {k: term_metrics[k] for k in ("recall@10", "ndcg@10")}
+
+
+def test_a_variants_model_keys_reach_the_model(tmp_path):
+    from sgp4sr.engine.run import RunSpec, prepare
+
+    planted = _write_planted(tmp_path)
+    planted.pop("split")
+    spec = RunSpec(out=tmp_path / "run", model="sgp4sr", variant="beta~1+input_ln~true", threads=1,
+                   training={"max_len": 8, "device": "cpu"},
+                   model_params={"hidden_size": 16, "layers": 1, "heads": 2, "beta": 0.6},
+                   modalities=["image", "text"], **planted)
+    prep = prepare(spec)
+    assert prep.model.beta == 1.0  # the variant's value wins over the params'
+    assert all(isinstance(stack.input_norm, torch.nn.LayerNorm) for stack in prep.model.stacks.values())
+    assert prep.resolved["model_params"]["beta"] == 1.0  # and is what the checkpoint fingerprints

@@ -10,6 +10,7 @@ or ``key~value`` (Snakemake Paramspace style)::
     k~20
     fset~image@noise0.3
     lr~0.0005+H~10+mu_o~0.3+mu_m~2.5+k~50
+    beta~1+input_ln~true            (SGP4SR's own hyper-parameters, the paper's Eq. 17 and Eq. 6)
 
 Tokens are kept in a canonical order (:func:`format_variant`) so two spellings
 of the same run cannot become two jobs.
@@ -22,6 +23,17 @@ from typing import Any, Iterable
 
 from sgp4sr.layout import CLEAN
 
+
+def _flag(text: str) -> bool:
+    """A variant's boolean value: ``true``/``false`` (also ``1``/``0``)."""
+    value = {"true": True, "1": True, "false": False, "0": False}.get(str(text).lower())
+    if value is None:
+        raise ValueError(text)
+    return value
+
+
+_flag.__name__ = "bool (true/false)"
+
 #: SGP4SR's ablations (spec §4); models/sgp4sr.py implements them
 ABLATIONS = ("wo_coo", "wo_cgc", "wo_cip", "wo_mul", "wo_c2c")
 #: inputs an ablation leaves unread: w/o CGC has no modal graphs (it maps the features), w/o CIP no
@@ -31,7 +43,8 @@ ABLATION_DROPS = {"wo_cgc": {"modal_graphs"}, "wo_cip": {"centres"}, "wo_c2c": {
 GRAPH_KEYS_OF = {"modal_graphs": ("knn_k", "mu_m", "mu_o"), "centres": ("centres",)}
 
 # key -> (where it applies, type). "training" keys override the engine config,
-# "graphs" keys the dataset's graph settings, "fset" selects the feature set.
+# "graphs" keys the dataset's graph settings, "model" keys the model's hyper-parameters
+# (SGP4SR's switches that the paper's text describes), "fset" selects the feature set.
 KEYS: dict[str, tuple[str, type]] = {
     "lr": ("training", float),
     "wd": ("training", float),
@@ -39,10 +52,15 @@ KEYS: dict[str, tuple[str, type]] = {
     "mu_m": ("graphs", float),
     "mu_o": ("graphs", float),
     "k": ("graphs", int),
+    "beta": ("model", float),
+    "alpha": ("model", float),
+    "rho_v": ("model", float),
+    "input_ln": ("model", _flag),
     "fset": ("features", str),
 }
 _GRAPH_KEY = {"H": "knn_k", "mu_m": "mu_m", "mu_o": "mu_o", "k": "centres"}
 _TRAINING_KEY = {"lr": "lr", "wd": "weight_decay"}
+_MODEL_KEY = {"beta": "beta", "alpha": "alpha", "rho_v": "rho_v", "input_ln": "input_layernorm"}
 
 
 @dataclass(frozen=True)
@@ -79,6 +97,10 @@ class Variant:
     def training_overrides(self) -> dict:
         return {_TRAINING_KEY[k]: v for k, v in self.params.items() if k in _TRAINING_KEY}
 
+    def model_overrides(self) -> dict:
+        """The model hyper-parameters this variant sets (``beta~1`` -> ``{"beta": 1.0}``)."""
+        return {_MODEL_KEY[k]: v for k, v in self.params.items() if k in _MODEL_KEY}
+
 
 def parse_variant(text: str) -> Variant:
     """Parse a variant string; raise ``ValueError`` naming the bad token."""
@@ -114,6 +136,8 @@ def format_variant(ablations: tuple[str, ...] | list[str] = (), **params: Any) -
 
 
 def _fmt(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)

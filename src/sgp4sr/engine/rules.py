@@ -23,6 +23,7 @@ from sgp4sr.config import (config_seed, dataset_model, dataset_training, pretrai
                            pretrains, run_training_settings, schema_defaults)
 from sgp4sr.engine.resources import UNSIZED, Estimate, estimate_from_files
 from sgp4sr.graphs.rules import GraphRules
+from sgp4sr.models.hparams import check_block
 from sgp4sr.models.registry import model_requires
 from sgp4sr.variants import parse_variant
 
@@ -86,8 +87,12 @@ class TrainRules:
                                                        roles=[r for r in GRAPH_ROLES if r in requires]))
 
         training = {**run_training_settings(self.config, dataset, model), **variant.training_overrides()}
+        overrides = variant.model_overrides()
+        problems = check_block(model, overrides, f"variant '{variant_text}'")
+        if problems:
+            raise TrainRuleError("; ".join(problems))
         params: dict[str, Any] = {"dataset": dataset, "training": training,
-                                  "model": dataset_model(self.config, dataset, model)}
+                                  "model": {**dataset_model(self.config, dataset, model), **overrides}}
         if reads_features:
             params["modalities"] = mods
         if set(requires) & set(GRAPH_ROLES):

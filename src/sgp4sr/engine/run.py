@@ -16,7 +16,7 @@ import json
 import logging
 import platform
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -134,6 +134,7 @@ def prepare(spec: RunSpec) -> Prepared:
 
     torch.set_num_threads(max(1, int(spec.threads)))
     variant = parse_variant(spec.variant)
+    spec = replace(spec, model_params={**spec.model_params, **variant.model_overrides()})
     cfg = TrainConfig.from_dict({**spec.training, **variant.training_overrides()})
     device = resolve_device(cfg.device)
     split = load_split(spec.data)
@@ -216,10 +217,11 @@ def run_training(spec: RunSpec, on_epoch_end: Callable[[int], None] | None = Non
     t0 = time.perf_counter()
     valid_ranks, test_ranks = ranks("valid"), ranks("test")
     test_seconds = time.perf_counter() - t0
-    test_terms = {}
+    test_terms, term_ranks = {}, {}
     for term in model.score_terms():  # which term of a summed score carries the ranking
         with model.scoring_only(term):
-            test_terms[term] = metrics_from_ranks(ranks("test"), cfg.topk)
+            term_ranks[f"test_rank_{term}"] = ranks("test").astype(np.int32)
+        test_terms[term] = metrics_from_ranks(term_ranks[f"test_rank_{term}"], cfg.topk)
 
     history = result.history
     train_s = [h["train_seconds"] for h in history]
@@ -248,7 +250,7 @@ def run_training(spec: RunSpec, on_epoch_end: Callable[[int], None] | None = Non
                     "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}}, tmp)
     write_parquet(out / "ranks.parquet", pd.DataFrame({
         "user_idx": np.arange(split.n_users, dtype=np.int32),
-        "valid_rank": valid_ranks.astype(np.int32), "test_rank": test_ranks.astype(np.int32)}))
+        "valid_rank": valid_ranks.astype(np.int32), "test_rank": test_ranks.astype(np.int32), **term_ranks}))
     write_json(out / "metrics.json", metrics)
     (out / layout.CHECKPOINT).unlink(missing_ok=True)
     log.info("test: %s", ", ".join(f"{k} {v:.4f}" for k, v in metrics["test"].items()))

@@ -51,14 +51,14 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
+_RESIZE, _BINS, _GRADIENT_BINS, _CELLS = 64, (12, 3, 3), 9, 3
 #: defaults of the descriptor's keys (build.DEFAULTS["histogram"] holds these plus the shared ones)
-HISTOGRAM_DEFAULTS: dict[str, Any] = {"resize": 64, "colour_bins": [12, 3, 3], "gradient_bins": 9,
-                                      "gradient_cells": 3, "hellinger": True}
-_BINS = tuple(HISTOGRAM_DEFAULTS["colour_bins"])
+HISTOGRAM_DEFAULTS: dict[str, Any] = {"resize": _RESIZE, "colour_bins": list(_BINS), "gradient_bins": _GRADIENT_BINS,
+                                      "gradient_cells": _CELLS, "hellinger": True}
 _LUMA = np.array([0.299, 0.587, 0.114])
 
 
-def descriptor_dim(colour_bins: Sequence[int] = _BINS, gradient_bins: int = 9, gradient_cells: int = 3) -> int:
+def descriptor_dim(colour_bins: Sequence[int] = _BINS, gradient_bins: int = _GRADIENT_BINS, gradient_cells: int = _CELLS) -> int:
     """Length of the descriptor: the joint colour bins plus one orientation histogram per cell."""
     h, s, v = (int(b) for b in colour_bins)
     return h * s * v + int(gradient_bins) * int(gradient_cells) ** 2
@@ -94,7 +94,7 @@ def colour_histograms(rgb: np.ndarray, colour_bins: Sequence[int] = _BINS) -> np
     return np.bincount(flat, minlength=n * width).reshape(n, width).astype(np.float64)
 
 
-def gradient_histograms(grey: np.ndarray, gradient_bins: int = 9, gradient_cells: int = 3) -> np.ndarray:
+def gradient_histograms(grey: np.ndarray, gradient_bins: int = _GRADIENT_BINS, gradient_cells: int = _CELLS) -> np.ndarray:
     """Magnitude-weighted unsigned orientation histograms per cell of a batch ``(n, H, W)`` -> ``(n, cells² * bins)``.
 
     Cells are ordered row-major, bins within a cell by angle from 0 (horizontal gradient).
@@ -130,8 +130,8 @@ def _normalised(block: np.ndarray, hellinger: bool) -> np.ndarray:
     return block / np.where(norm > 0, norm, 1.0)
 
 
-def describe(rgb: np.ndarray, colour_bins: Sequence[int] = _BINS, gradient_bins: int = 9,
-             gradient_cells: int = 3, hellinger: bool = True) -> np.ndarray:
+def describe(rgb: np.ndarray, colour_bins: Sequence[int] = _BINS, gradient_bins: int = _GRADIENT_BINS,
+             gradient_cells: int = _CELLS, hellinger: bool = True) -> np.ndarray:
     """The descriptor (module docstring) of a batch of equally sized RGB images ``(n, H, W, 3)`` -> float32 rows."""
     rgb = np.asarray(rgb)
     if rgb.ndim != 4 or rgb.shape[-1] != 3:
@@ -155,8 +155,8 @@ class HistogramEncoder:
     it runs in :func:`~sgp4sr.features.images.image_batches`' decoding threads.
     """
 
-    def __init__(self, resize: int = 64, colour_bins: Sequence[int] = _BINS, gradient_bins: int = 9,
-                 gradient_cells: int = 3, hellinger: bool = True) -> None:
+    def __init__(self, resize: int = _RESIZE, colour_bins: Sequence[int] = _BINS, gradient_bins: int = _GRADIENT_BINS,
+                 gradient_cells: int = _CELLS, hellinger: bool = True) -> None:
         if len(colour_bins) != 3 or min(colour_bins) < 1:
             raise ValueError(f"colour_bins must be three positive counts (hue, saturation, value), got {colour_bins}")
         if min(resize, gradient_bins, gradient_cells) < 1 or gradient_cells > resize:

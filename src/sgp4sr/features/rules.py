@@ -32,6 +32,7 @@ class FeatureRules:
     def __init__(self, config: Mapping[str, Any], resources_dir: str = "resources") -> None:
         self.config = config
         self.resources = resources_dir
+        self._images: dict[str, list[str]] = {}  # dataset -> its raw image files, listed once per DAG
 
     # -- paths ----------------------------------------------------------------------------
     @staticmethod
@@ -102,6 +103,11 @@ class FeatureRules:
         return self._raw_images(wildcards.dataset)
 
     def _raw_images(self, dataset: str) -> list[str]:
+        if dataset not in self._images:
+            self._images[dataset] = self._list_images(dataset)
+        return self._images[dataset]
+
+    def _list_images(self, dataset: str) -> list[str]:
         folder = f"{layout.download_dir(self.resources, dataset)}/images"
         if self.config["datasets"][dataset].get("source") == "demo":
             return [folder]

@@ -167,6 +167,15 @@ class Line:
     unsized: int = 0
     note: str = ""
 
+    def count(self, hours: tuple[float, float] | None) -> None:
+        """One new job of (at most, expected) CPU hours; None: its dataset's size is unknown."""
+        self.new += 1
+        if hours is None:
+            self.unsized += 1
+        else:
+            self.cpu_max_h += hours[0]
+            self.cpu_expected_h += hours[1]
+
     def add(self, other: "Line") -> None:
         self.new += other.new
         self.cpu_max_h += other.cpu_max_h
@@ -218,14 +227,10 @@ def budget(config: Mapping[str, Any], results: str | Path = ".") -> Budget:
             if run in seen:
                 continue
             seen.add(run)
-            out.new += 1
             hours = run_hours(config, run, sizes[run[0]])
-            if hours is None:
-                out.unsized += 1
-                continue
-            out.cpu_max_h += hours[0]
-            out.cpu_expected_h += hours[1]
-            by_model[run[1]] = by_model.get(run[1], 0.0) + hours[1]
+            out.count(hours)
+            if hours is not None:
+                by_model[run[1]] = by_model.get(run[1], 0.0) + hours[1]
         return out
 
     tuning = [r for ds in plan.datasets(config) for r in plan.tuning_grid_runs(config, ds)]
@@ -257,13 +262,7 @@ def _retrain_line(config: Mapping[str, Any], sizes: Mapping[str, Size | None]) -
     for ds in plan.datasets(config):
         for seed in others:
             out.runs += 1
-            out.new += 1
-            hours = run_hours(config, (ds, model, "default", seed), sizes[ds])
-            if hours is None:
-                out.unsized += 1
-            else:
-                out.cpu_max_h += hours[0]
-                out.cpu_expected_h += hours[1]
+            out.count(run_hours(config, (ds, model, "default", seed), sizes[ds]))
     return out
 
 
@@ -276,16 +275,14 @@ def _pretrain_line(config: Mapping[str, Any], sizes: Mapping[str, Size | None], 
             if not pretrains(config, model, ds):
                 continue
             out.runs += 1
-            out.new += 1
             sources = [sizes.get(s) or dataset_size(config, s, results) for s in pretraining_sources(config, ds)]
             if any(s is None for s in sources):
-                out.unsized += 1
+                out.count(None)
                 continue
             params = dataset_model(config, ds, model)
             d, layers = int(params.get("hidden_size", 64)), int(params.get("layers", 2))
             seconds = sum(epoch_seconds(model, s, d, layers)[0] for s in sources) * int(settings["epochs"])
-            out.cpu_max_h += seconds / 3600
-            out.cpu_expected_h += seconds / 3600
+            out.count((seconds / 3600, seconds / 3600))  # a fixed number of epochs: at most = expected
     if not out.runs:
         out.note = "off: pretraining.models is empty"
     return out
