@@ -8,7 +8,8 @@ its own cached Snakemake job with the config's seeds; nothing here trains by its
   ``beta = 1``, both together, and Eq. 16's centre weight ``alpha`` halved and doubled;
 * each key of the paper's grid (``experiments.tuning.grid``: lr, H, mu_o, mu_m, k) at the
   grid's smallest and largest value, the others at the dataset's defaults;
-* the ablations w/o CIP and w/o CGC; SASRec and SASRecF as references.
+* the ablations w/o CIP and w/o CGC; SASRec and SASRecF as references, at their defaults and at
+  every learning rate the sweep gives SGP4SR (so a better lr is not credited to SGP4SR alone).
 
 Printed (Markdown): per point the validation metric that selects (mean over seeds), best epoch
 and epochs run, test Recall@10 / NDCG@10, each score term alone (Recall@10), and Recall@10 by
@@ -154,7 +155,10 @@ def main() -> None:
     ds = args.dataset
     sgp = [point for point in points(config, ds) if point[2] not in args.skip]
     targets = [f for _, _, v in sgp for f in run_files(workdir, ds, "sgp4sr", v, seeds)]
-    targets += [f for _, m in REFERENCES for f in run_files(workdir, ds, m, "default", seeds)]
+    refs = [(f"{name}" + ("" if v == "default" else f", {v.replace('~', ' = ')}"), model, v)
+            for name, model in REFERENCES
+            for v in ["default", *(v for _, _, v in sgp if v.startswith("lr~") and "+" not in v)]]
+    targets += [f for _, m, v in refs for f in run_files(workdir, ds, m, v, seeds)]
     if args.run:
         cmd = ["snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir), "--cores", str(args.cores),
                "--configfile", *map(str, configfiles), "--", *(str(t.relative_to(workdir)) for t in targets)]
@@ -166,16 +170,15 @@ def main() -> None:
     modalities = list(config["datasets"][ds].get("modalities", {}))
     terms = ["id", *modalities]
     rows, frames = [], {}
-    for group, label, variant in [*((g, lab, v) for g, lab, v in sgp),
-                                  *(("reference", name, None) for name, _ in REFERENCES)]:
-        model = "sgp4sr" if variant is not None else dict(REFERENCES)[label]
-        files = run_files(workdir, ds, model, variant or "default", seeds)
+    for group, label, model, variant in [*((g, lab, "sgp4sr", v) for g, lab, v in sgp),
+                                         *(("reference", lab, m, v) for lab, m, v in refs)]:
+        files = run_files(workdir, ds, model, variant, seeds)
         runs = load_metrics(files)
         if not runs:
             continue
         ranks = [pd.read_parquet(f.parent / "ranks.parquet") for f in files if f.exists()]
-        frames[(model, variant or "default")] = (label, ranks)
-        rows.append({"group": group, "variant": variant or f"{model}/default",
+        frames[(model, variant)] = (label, ranks)
+        rows.append({"group": group, "variant": variant if model == "sgp4sr" else f"{model}/{variant}",
                      **row(label, runs, ranks, quartile, terms if model == "sgp4sr" else [], metric)})
     table = pd.DataFrame(rows)
     print(f"## SGP4SR settings on {ds} (seeds {args.seeds}; Q1-Q4 = Recall@10 by the test target's training "
@@ -192,10 +195,11 @@ def main() -> None:
     def per_user(model: str, variant: str):
         return seed_averaged_user_metric([f.parent / "ranks.parquet" for f in run_files(workdir, ds, model, variant,
                                                                                         seeds)], "ndcg@10")
-    for name, model in REFERENCES:
-        if (model, "default") in frames:
-            test = paired_wilcoxon(per_user("sgp4sr", chosen["variant"]), per_user(model, "default"))
-            print(f"vs {name}: per-user NDCG@10 {test}")
+    for label, model, variant in refs:
+        if (model, variant) in frames:
+            test = paired_wilcoxon(per_user("sgp4sr", chosen["variant"]), per_user(model, variant))
+            print(f"vs {label}: mean NDCG@10 {test['mean_a']:.4f} vs {test['mean_b']:.4f}, "
+                  f"Wilcoxon p = {test['p_value']:.2g} ({test['n_nonzero']} of {test['n_users']} users differ)")
     detail = []
     for key in {("sgp4sr", "default"), ("sgp4sr", chosen["variant"])}:
         if key in frames:
