@@ -26,7 +26,7 @@ import logging
 import re
 import zlib
 from pathlib import Path
-from typing import Any, Collection, Iterator
+from typing import Any, Callable, Collection, Iterator
 
 import numpy as np
 import pandas as pd
@@ -99,17 +99,41 @@ def iter_records(
     ``undecodable`` (of the skipped, those not valid UTF-8).
     """
     path = Path(path)
-    tally = counts if counts is not None else {}
+
+    def keep(raw: bytes) -> bool:
+        found = _ASIN.search(raw)
+        return not found or found.group(1).decode("utf-8", "replace") in keep_asins
+
+    def record(line: str) -> dict:
+        value = _decode(line)
+        if not isinstance(value, dict):
+            raise ValueError(f"expected a dict, got {type(value).__name__}")
+        missing = [k for k in required if value.get(k) in (None, "")]
+        if missing:
+            raise ValueError(f"missing field(s) {', '.join(missing)}")
+        return value
+
+    yield from _parsed_lines(path, record, what="line", skip_malformed=skip_malformed,
+                             tally=counts if counts is not None else {},
+                             prefilter=None if keep_asins is None else keep)
+
+
+def _parsed_lines(path: Path, parse: Callable[[str], Any], *, what: str, skip_malformed: bool,
+                  tally: dict[str, int], prefilter: Callable[[bytes], bool] | None = None) -> Iterator[Any]:
+    """``parse`` of every non-blank line that ``prefilter`` (on the raw bytes) keeps.
+
+    A line that is not UTF-8, or that ``parse`` rejects (ValueError, SyntaxError, ...), raises
+    :class:`ParseError` with ``file:line``, or with ``skip_malformed`` is counted in ``tally``
+    (``lines``, ``skipped``, ``undecodable``) and passed over, with one warning at the end.
+    """
     tally.update(lines=0, skipped=0, undecodable=0)
     for lineno, raw in iter_lines(path):
         raw = raw.strip()
         if not raw:
             continue
         tally["lines"] += 1
-        if keep_asins is not None:
-            found = _ASIN.search(raw)
-            if found and found.group(1).decode("utf-8", "replace") not in keep_asins:
-                continue
+        if prefilter is not None and not prefilter(raw):
+            continue
         try:
             line = decode_line(raw, path, lineno)
         except ParseError:
@@ -119,18 +143,13 @@ def iter_records(
             tally["undecodable"] += 1
             continue
         try:
-            record = _decode(line)
-            if not isinstance(record, dict):
-                raise ValueError(f"expected a dict, got {type(record).__name__}")
-            missing = [k for k in required if record.get(k) in (None, "")]
-            if missing:
-                raise ValueError(f"missing field(s) {', '.join(missing)}")
+            value = parse(line)
         except (ValueError, SyntaxError, MemoryError, RecursionError) as exc:
             if not skip_malformed:
-                raise ParseError(f"{path}:{lineno}: malformed line ({exc}): {line[:120]!r}") from None
+                raise ParseError(f"{path}:{lineno}: malformed {what} ({exc}): {line[:120]!r}") from None
             tally["skipped"] += 1
             continue
-        yield record
+        yield value
     if tally["skipped"]:
         log.warning("%s: skipped %d malformed line(s), %d of them not valid UTF-8", path, tally["skipped"],
                     tally["undecodable"])
@@ -214,31 +233,12 @@ def parse_ratings(path: str | Path, *, skip_malformed: bool = False) -> pd.DataF
     ``skip_malformed`` (UniSRec prints and skips such lines).
     """
     path = Path(path)
-    users, items, times, ratings = [], [], [], []
-    lines = skipped = 0
-    for lineno, raw in iter_lines(path):
-        raw = raw.strip()
-        if not raw:
-            continue
-        lines += 1
-        try:
-            line = decode_line(raw, path, lineno)
-            try:
-                item, user, rating, timestamp = _rating_fields(line)
-            except ValueError as exc:
-                raise ParseError(f"{path}:{lineno}: malformed ratings line ({exc}): {line[:120]!r}") from None
-        except ParseError:
-            if not skip_malformed:
-                raise
-            skipped += 1
-            continue
-        users.append(user)
-        items.append(item)
-        times.append(timestamp)
-        ratings.append(rating)
-    if skipped:
-        log.warning("%s: skipped %d malformed line(s)", path, skipped)
-    return _interaction_frame(path, users, items, times, ratings, what="ratings", lines=lines, skipped=skipped)
+    counts: dict[str, int] = {}
+    rows = list(_parsed_lines(path, _rating_fields, what="ratings line", skip_malformed=skip_malformed,
+                              tally=counts))
+    items, users, ratings, times = (list(column) for column in zip(*rows)) if rows else ([], [], [], [])
+    return _interaction_frame(path, users, items, times, ratings, what="ratings", lines=counts["lines"],
+                              skipped=counts["skipped"])
 
 
 def _text(value: Any) -> str:
