@@ -107,16 +107,18 @@ def recbole_config(model: str, params: dict[str, Any], training: dict[str, Any],
 
 
 # -- export ---------------------------------------------------------------------------------------------
-def export_split(data: Path, features: Path | None, name: str, out: Path, max_len: int) -> None:
-    """Write ``<name>.{train,valid,test}.inter`` (and ``<name>.item`` with the features of ``features``)."""
+def export_split(data: Path, features: Path | None, names: list[str], name: str, out: Path, max_len: int) -> None:
+    """Write ``<name>.{train,valid,test}.inter`` (and ``<name>.item`` with the ``names`` features of ``features``).
+
+    Each file is replaced atomically: a RecBole run of an earlier invocation may be reading them."""
     from sgp4sr.data.load import load_split
-    from sgp4sr.engine.context import discover_modalities
+    from sgp4sr.io import atomic_path
 
     split = load_split(data)
     out.mkdir(parents=True, exist_ok=True)
 
     def rows(path: Path, pairs: list[tuple[int, np.ndarray, int]]) -> None:
-        with open(path, "w") as f:
+        with atomic_path(path, suffix=".tmp") as tmp, open(tmp, "w") as f:
             f.write("user_id:token\titem_id_list:token_seq\titem_id:token\n")
             for u, hist, target in pairs:
                 f.write(f"u{u}\t{' '.join(f'i{i}' for i in hist[-max_len:])}\ti{target}\n")
@@ -128,10 +130,9 @@ def export_split(data: Path, features: Path | None, name: str, out: Path, max_le
     rows(out / f"{name}.train.inter", train)
     rows(out / f"{name}.valid.inter", valid)
     rows(out / f"{name}.test.inter", test)
-    names = discover_modalities(features)
     if names:
         tables = {n: np.load(features / f"{n}.npy") for n in names}
-        with open(out / f"{name}.item", "w") as f:
+        with atomic_path(out / f"{name}.item", suffix=".tmp") as tmp, open(tmp, "w") as f:
             f.write("item_id:token\t" + "\t".join(f"{n}:float_seq" for n in names) + "\n")
             for i in range(1, split.n_items):
                 cols = "\t".join(" ".join(f"{x:.6g}" for x in tables[n][i]) for n in names)
@@ -359,7 +360,7 @@ def main() -> None:
         export = (args.out / name / "recbole-files").resolve()
         used = discover_modalities(features or None)
         if not args.summary_only:  # a summary trains nothing; a running RecBole job may be reading these
-            export_split(Path(data), Path(features) if features else None, name, export / name, args.max_len)
+            export_split(Path(data), Path(features) if features else None, used, name, export / name, args.max_len)
         for model in args.models.split(","):
             if model in FEATURE_MODELS and not used:
                 print(f"# {name}: no features, {model} skipped", file=sys.stderr)
