@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -140,3 +142,22 @@ def test_table2_shows_bounds_beside_the_models_never_as_one(overall, tmp_path, m
     assert rec.best_baseline == "sasrec"
     assert any("Reference rows" in note for note in table.notes)
     assert set(numbers[numbers.get("bound") == True].model) == {"popularity", "oracle"}  # noqa: E712
+
+
+def test_runs_that_ended_at_the_epoch_cap_are_flagged(tmp_path, monkeypatch):
+    monkeypatch.setattr("sgp4sr.report.tables._significance", lambda *a, **k: {})
+    paths = []
+    for seed, (stopped, run_epochs) in enumerate([(True, 18), (False, 10), (False, 10)], start=1):
+        paths.append(write_run(tmp_path, "demo", "sgp4sr", "default", seed, test=_fixed(0.2)))
+        paths.append(write_run(tmp_path, "demo", "sasrec", "default", seed, test=_fixed(0.2)))
+        metrics = json.loads(paths[-2].read_text())
+        metrics.update(stopped_early=stopped, epochs_run=run_epochs, best_epoch=run_epochs - 2,
+                       config={"training": {"epochs": 10 if not stopped else 40}})
+        write_json(paths[-2], metrics)
+    runs = load_runs(paths)
+    table, _ = table2(runs, "sgp4sr", METRICS, "ndcg@10")
+    flagged = [n for n in table.notes if n.startswith("Not converged")]
+    assert flagged == ["Not converged: demo, SGP4SR: 2 of 3 run(s) ended at the 10-epoch cap without early "
+                       "stopping (best epochs 8, 8): its validation metric may still have been rising."]
+    table3_notes = table3([r for r in runs if r.model == "sgp4sr"], "sgp4sr", ["default"], METRICS)[0].notes
+    assert flagged[0] in table3_notes

@@ -145,8 +145,36 @@ def table2(runs: Sequence[Run], proposed: str | None, metrics: Sequence[str], si
                      f"{display(significance_metric)}; users with equal scores are dropped.")
         for ds, test in tests.items():
             notes.append(f"{ds}: vs {display(test['baseline'])}, {test['n_nonzero']} of {test['n_users']} users differ.")
+    notes += convergence_notes(runs)
     table = Table(columns, rows, "Table 2: overall performance", notes)
     return table, pd.DataFrame(numbers)
+
+
+def _ended_at_cap(run: Run) -> bool:
+    """The run used its whole epoch budget without early stopping (its validation metric may still rise)."""
+    m = run.metrics
+    try:
+        return not m["stopped_early"] and int(m["epochs_run"]) >= int(m["config"]["training"]["epochs"])
+    except (KeyError, TypeError, ValueError):  # bounds and older runs carry no training record
+        return False
+
+
+def convergence_notes(runs: Sequence[Run]) -> list[str]:
+    """One warning per (dataset, model, variant) some of whose runs ended at the epoch cap, not by early stopping."""
+    groups: dict[tuple[str, str, str], list[Run]] = {}
+    for run in runs:
+        groups.setdefault((run.dataset, run.model, run.variant), []).append(run)
+    notes = []
+    for (ds, model, variant), group in groups.items():
+        capped = sorted((r for r in group if _ended_at_cap(r)), key=lambda r: r.seed)
+        if capped:
+            name = display(model) if variant == "default" else f"{display(model)} ({display(variant)})"
+            cap = int(capped[0].metrics["config"]["training"]["epochs"])
+            best = ", ".join(str(r.metrics.get("best_epoch")) for r in capped)
+            notes.append(f"Not converged: {ds}, {name}: {len(capped)} of {len(group)} run(s) ended at the "
+                         f"{cap}-epoch cap without early stopping (best epochs {best}): its validation metric "
+                         f"may still have been rising.")
+    return notes
 
 
 def _lookup(summary: pd.DataFrame, ds: str, model: str, metric: str) -> tuple[float, float, int]:
@@ -226,5 +254,5 @@ def table3(runs: Sequence[Run], proposed: str, variants: Sequence[str], metrics:
                 numbers.append({"variant": v, "dataset": ds, "metric": m, "mean": mean, "std": std, "n_seeds": n,
                                 "mark": mark, "change_vs_full_pct": change})
         rows.append(row)
-    notes = ["Mean ± sample std over seeds; bold best, underlined second per column."]
+    notes = ["Mean ± sample std over seeds; bold best, underlined second per column.", *convergence_notes(runs)]
     return Table(columns, rows, f"Table 3: ablation study of {display(proposed)}", notes), pd.DataFrame(numbers)
