@@ -25,7 +25,3 @@ include: "workflow/rules/features.smk"
 include: "workflow/rules/graphs.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/report.smk"
-
-
-# a bound's metrics.json (report.smk) sits where a training run's would: results/<ds>/runs/<bound>/default/seed1/
-ruleorder: bound > train

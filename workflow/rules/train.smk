@@ -19,6 +19,7 @@ rule train:
         model="results/{dataset}/runs/{model}/{variant}/seed{seed}/model.pt",
     wildcard_constraints:
         variant=r"[A-Za-z0-9_.~+@\-]+",
+        model=r"(?!(?:" + "|".join(BOUNDS) + r")/)[A-Za-z0-9_]+",  # a bound's run folder is rule bound's
     log:
         "logs/train/{dataset}/{model}/{variant}/seed{seed}.log",
     benchmark:
