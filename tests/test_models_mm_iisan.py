@@ -3,7 +3,6 @@ frozen, shapes, padding, determinism, a short training (the cache itself: test_m
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
