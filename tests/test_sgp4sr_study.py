@@ -37,3 +37,15 @@ def test_points_cover_the_papers_text_and_grid_ends_and_plan_as_runs():
         plan = rules.plan("demo", "sgp4sr", variant)
         assert plan.params["model"]["hidden_size"] == config["models"]["sgp4sr"]["hidden_size"]
     assert rules.plan("demo", "sgp4sr", "input_ln~true").params["model"]["input_layernorm"] is True
+
+
+def test_demo_long_overlay_trains_past_the_plateau():
+    """config/demo-long.yaml over the default: patience 30 for every model, SGP4SR 80 epochs."""
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    _study()._merge(config, yaml.safe_load((ROOT / "config" / "demo-long.yaml").read_text()))
+    validate_config(config)
+    rules = TrainRules(config)
+    sgp = rules.plan("demo", "sgp4sr", "default").params["training"]
+    sasrec = rules.plan("demo", "sasrec", "default").params["training"]
+    assert (sgp["epochs"], sgp["patience"]) == (80, 30)
+    assert (sasrec["epochs"], sasrec["patience"]) == (150, 30)
