@@ -37,12 +37,13 @@ import pandas as pd
 import yaml
 
 from sgp4sr import layout
-from sgp4sr.config import validate_config
-from sgp4sr.graphs.rules import GraphRules
+from sgp4sr.config import deep_merge, validate_config
+from sgp4sr.io import read_json
+from sgp4sr.report.plan import canonical_variant
 from sgp4sr.variants import format_variant
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tail_recall import target_quartiles  # noqa: E402
+from tail_recall import recall_by_quartile, target_quartiles  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER_TEXT = [("Eq. 6: input LayerNorm", {"input_ln": True}), ("Eq. 17: beta = 1", {"beta": 1.0}),
@@ -50,36 +51,27 @@ PAPER_TEXT = [("Eq. 6: input LayerNorm", {"input_ln": True}), ("Eq. 17: beta = 1
               ("Eq. 16: alpha = 0.5", {"alpha": 0.5}), ("Eq. 16: alpha = 2", {"alpha": 2.0})]
 ABLATION_POINTS = [("w/o CIP", "wo_cip"), ("w/o CGC", "wo_cgc")]
 REFERENCES = [("SASRec", "sasrec"), ("SASRecF", "sasrecf")]
-DEFAULT_OF = {"H": "knn_k", "mu_m": "mu_m", "mu_o": "mu_o", "k": "centres"}
 
 
 def load_config(files: list[Path]) -> dict:
+    """The configs merged as Snakemake merges ``--configfile`` files, validated."""
     config: dict = {}
     for path in files:
-        _merge(config, yaml.safe_load(path.read_text()) or {})
+        config = deep_merge(config, yaml.safe_load(path.read_text()))
     validate_config(config)
     return config
 
 
-def _merge(into: dict, new: dict) -> None:
-    for key, value in new.items():
-        if isinstance(value, dict) and isinstance(into.get(key), dict):
-            _merge(into[key], value)
-        else:
-            into[key] = value
-
-
 def points(config: dict, dataset: str) -> list[tuple[str, str, str]]:
-    """(group, label, variant) of every SGP4SR point, in table order."""
-    graphs = GraphRules(config).settings(dataset)
-    training = {**config.get("training", {}), **config["datasets"][dataset].get("training", {})}
-    defaults = {"lr": training.get("lr", 1e-3), **{k: graphs[v] for k, v in DEFAULT_OF.items()}}
+    """(group, label, variant) of every SGP4SR point, in table order; variants named as the workflow
+    names them (``report.plan.canonical_variant``: a grid end equal to the dataset's default is ``default``)."""
     out = [("code", "released code's defaults", "default")]
     out += [("paper text", label, format_variant(**params)) for label, params in PAPER_TEXT]
     for key, values in config["experiments"]["tuning"]["grid"].items():
         for value in sorted({min(values), max(values)}):
-            if value != defaults.get(key):
-                out.append(("paper grid", f"{key} = {value:g}", format_variant(**{key: value})))
+            variant = canonical_variant(config, dataset, **{key: value})
+            if variant != "default":
+                out.append(("paper grid", f"{key} = {value:g}", variant))
     out += [("ablation", label, variant) for label, variant in ABLATION_POINTS]
     return out
 
@@ -90,12 +82,7 @@ def run_files(workdir: Path, dataset: str, model: str, variant: str, seeds: list
 
 
 def load_metrics(files: list[Path]) -> list[dict]:
-    import json
-    return [json.loads(p.read_text()) for p in files if p.exists()]
-
-
-def recall_at(ranks: np.ndarray, k: int = 10) -> np.ndarray:
-    return (ranks <= k).astype(float)
+    return [read_json(p) for p in files if p.exists()]
 
 
 def row(label: str, runs: list[dict], rank_frames: list[pd.DataFrame], quartile: np.ndarray,
@@ -107,9 +94,8 @@ def row(label: str, runs: list[dict], rank_frames: list[pd.DataFrame], quartile:
     for term in terms:
         values = [r["test_by_score_term"][term]["recall@10"] for r in runs if term in r.get("test_by_score_term", {})]
         rec[f"{term} alone"] = mean(values)
-    hits = np.mean([recall_at(f["test_rank"].to_numpy()) for f in rank_frames], axis=0)
-    for q in range(4):
-        rec[f"Q{q + 1}"] = float(hits[quartile == q].mean())
+    by_quartile, _ = recall_by_quartile([f["test_rank"].to_numpy() for f in rank_frames], quartile)
+    rec.update({f"Q{q + 1}": value for q, value in enumerate(by_quartile)})
     return rec
 
 
@@ -119,10 +105,10 @@ def term_quartiles(label: str, rank_frames: list[pd.DataFrame], quartile: np.nda
     for column in columns:
         if not all(column in f for f in rank_frames):
             continue
-        hits = np.mean([recall_at(f[column].to_numpy()) for f in rank_frames], axis=0)
+        by_quartile, overall = recall_by_quartile([f[column].to_numpy() for f in rank_frames], quartile)
         term = "all" if column == "test_rank" else column.removeprefix("test_rank_") + " alone"
-        rows.append({"point": label, "score": term, **{f"Q{q + 1}": float(hits[quartile == q].mean())
-                                                          for q in range(4)}, "all": float(hits.mean())})
+        rows.append({"point": label, "score": term, **{f"Q{q + 1}": v for q, v in enumerate(by_quartile)},
+                     "all": overall})
     return rows
 
 

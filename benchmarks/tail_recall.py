@@ -30,6 +30,12 @@ def target_quartiles(root: Path, dataset: str) -> tuple[np.ndarray, list[str]]:
     return np.digitize(counts, edges), names
 
 
+def recall_by_quartile(ranks: list[np.ndarray], quartile: np.ndarray, k: int = 10) -> tuple[list[float], float]:
+    """Recall@k per quartile (0-3) and over all users, of per-user ranks averaged over seeds."""
+    hit = np.mean([r <= k for r in ranks], axis=0)
+    return [float(hit[quartile == q].mean()) for q in range(4)], float(hit.mean())
+
+
 def tail_table(root: Path, dataset: str, models: list[str], variant: str = "default", k: int = 10) -> pd.DataFrame:
     quartile, names = target_quartiles(root, dataset)
     rows = []
@@ -38,10 +44,10 @@ def tail_table(root: Path, dataset: str, models: list[str], variant: str = "defa
         runs = sorted(root.glob(f"{pattern}/ranks.parquet"))
         if not runs:
             continue
-        hit = np.mean([pd.read_parquet(p)["test_rank"].to_numpy() <= k for p in runs], axis=0)
-        rows.append({"model": model, "seeds": len(runs),
-                     **{name: float(hit[quartile == q].mean()) for q, name in enumerate(names)},
-                     f"all recall@{k}": float(hit.mean())})
+        by_quartile, overall = recall_by_quartile([pd.read_parquet(p)["test_rank"].to_numpy() for p in runs],
+                                                  quartile, k)
+        rows.append({"model": model, "seeds": len(runs), **dict(zip(names, by_quartile)),
+                     f"all recall@{k}": overall})
     return pd.DataFrame(rows)
 
 

@@ -41,9 +41,7 @@ def test_points_cover_the_papers_text_and_grid_ends_and_plan_as_runs():
 
 def test_demo_long_overlay_trains_past_the_plateau():
     """config/demo-long.yaml over the default: patience 30 for every model, SGP4SR 80 epochs."""
-    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-    _study()._merge(config, yaml.safe_load((ROOT / "config" / "demo-long.yaml").read_text()))
-    validate_config(config)
+    config = _study().load_config([ROOT / "config" / "config.yaml", ROOT / "config" / "demo-long.yaml"])
     rules = TrainRules(config)
     sgp = rules.plan("demo", "sgp4sr", "default").params["training"]
     sasrec = rules.plan("demo", "sasrec", "default").params["training"]

@@ -58,7 +58,8 @@ HISTOGRAM_DEFAULTS: dict[str, Any] = {"resize": _RESIZE, "colour_bins": list(_BI
 _LUMA = np.array([0.299, 0.587, 0.114])
 
 
-def descriptor_dim(colour_bins: Sequence[int] = _BINS, gradient_bins: int = _GRADIENT_BINS, gradient_cells: int = _CELLS) -> int:
+def descriptor_dim(colour_bins: Sequence[int] = _BINS, gradient_bins: int = _GRADIENT_BINS,
+                   gradient_cells: int = _CELLS) -> int:
     """Length of the descriptor: the joint colour bins plus one orientation histogram per cell."""
     h, s, v = (int(b) for b in colour_bins)
     return h * s * v + int(gradient_bins) * int(gradient_cells) ** 2
@@ -94,7 +95,8 @@ def colour_histograms(rgb: np.ndarray, colour_bins: Sequence[int] = _BINS) -> np
     return np.bincount(flat, minlength=n * width).reshape(n, width).astype(np.float64)
 
 
-def gradient_histograms(grey: np.ndarray, gradient_bins: int = _GRADIENT_BINS, gradient_cells: int = _CELLS) -> np.ndarray:
+def gradient_histograms(grey: np.ndarray, gradient_bins: int = _GRADIENT_BINS,
+                        gradient_cells: int = _CELLS) -> np.ndarray:
     """Magnitude-weighted unsigned orientation histograms per cell of a batch ``(n, H, W)`` -> ``(n, cells² * bins)``.
 
     Cells are ordered row-major, bins within a cell by angle from 0 (horizontal gradient).
