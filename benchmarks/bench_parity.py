@@ -139,6 +139,28 @@ def export_split(data: Path, features: Path | None, names: list[str], name: str,
                 f.write(f"i{i}\t{cols}\n")
 
 
+def reduce_features(features: Path, names: list[str], dim: int, out: Path) -> Path:
+    """Each modality of ``features`` projected on its first ``dim`` principal components, in ``out``.
+
+    RecBole embeds a ``float_seq`` field of width D by giving each of its D values its own
+    embedding vector (``batch x length x D x d`` values per step), so its FDSA and SASRecF
+    cost grows with D; fed the same narrower vectors, both frameworks are compared on the
+    same inputs at a cost a CPU pays. The fit uses the item rows (row 0, padding, stays zero);
+    PCA here is exact (full SVD), hence deterministic. Files are written atomically."""
+    from sklearn.decomposition import PCA
+
+    from sgp4sr.io import save_npy
+
+    for n in names:
+        table = np.load(features / f"{n}.npy").astype(np.float64)
+        if dim >= table.shape[1]:
+            raise SystemExit(f"--feature-dim {dim} is not below {features / f'{n}.npy'}'s width {table.shape[1]}")
+        reduced = np.zeros((table.shape[0], dim), dtype=np.float32)
+        reduced[1:] = PCA(n_components=dim, svd_solver="full").fit_transform(table[1:])
+        save_npy(out / f"{n}.npy", reduced)
+    return out
+
+
 # -- the two runners (each in its own process) ------------------------------------------------------------
 def run_ours(job: dict[str, Any]) -> dict[str, Any]:
     import torch
@@ -328,6 +350,8 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=0.001)
     p.add_argument("--max-len", type=int, default=50)
     p.add_argument("--train-form", default="onepass", choices=["onepass", "prefix"], help="our engine's form")
+    p.add_argument("--feature-dim", type=int, default=None,
+                   help="feed both frameworks each modality's first N principal components (dataset NAME-pcaN)")
     p.add_argument("--jobs", type=int, default=1, help="runs side by side (each one thread)")
     p.add_argument("--venv", type=Path, default=DEFAULT_VENV)
     p.add_argument("--out", type=Path, default=Path("results/parity"))
@@ -357,6 +381,11 @@ def main() -> None:
     for spec in args.data:
         name, _, paths = spec.partition("=")
         data, _, features = paths.partition(":")
+        if args.feature_dim and features:
+            name = f"{name}-pca{args.feature_dim}"
+            target = args.out / name / "features"
+            features = str(target if args.summary_only else
+                           reduce_features(Path(features), discover_modalities(features), args.feature_dim, target))
         export = (args.out / name / "recbole-files").resolve()
         used = discover_modalities(features or None)
         if not args.summary_only:  # a summary trains nothing; a running RecBole job may be reading these
