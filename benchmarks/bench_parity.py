@@ -13,6 +13,17 @@ defaults: RecBole is run as its users run it. Item features reach RecBole as
 ``float_seq`` fields of ``<name>.item`` (``selected_features``), the way its
 SASRecF and FDSA read dense features.
 
+Dense features in RecBole 1.2.1: as released it gives every value of a
+``float_seq`` field the same embedding index, so FDSA and SASRecF see
+``mean(x) * e_1``, one scalar per item (RecBole issue #2043;
+``--check-float-seq`` prints the measured deviation from that formula). The
+framework ``recbole-fix`` is RecBole with each dimension indexed on its own
+(``_index_float_seq_dimensions``), which makes that embedding the linear map
+``sum_j x_j e_j / D`` it was meant to be; the verdict is given against each
+reference run. RecBole's layer materialises ``batch x length x D x d``
+values, so ``--feature-dim N`` feeds both frameworks each modality's first N
+principal components (dataset ``NAME-pcaN``) at a cost a CPU pays.
+
 Printed: one Markdown table, per dataset and model, mean ± std over seeds of
 test R@10, N@10, R@50, N@50, seconds per training epoch, the best epoch,
 the wall time to reach it (training + validation up to and including the
@@ -34,6 +45,8 @@ results/demo/features/text.npy`` and the ml-100k config of config/README.md):
         --data ml100k=results/ml100k/data:results/ml100k/features \\
         --models sasrec,gru4rec,bert4rec,fdsa,sasrecf --seeds 1,2,3 --jobs 2
 
+FDSA and SASRecF against both RecBoles on 32 principal components:
+``--data demo=... --feature-dim 32 --models fdsa,sasrecf --frameworks ours,recbole,recbole-fix``.
 The authors' Baby split (ID models only): ``--data baby=../shared/data/amazon-baby-paper-split``
 with ``--hidden 300 --models sasrec,bert4rec`` (hours on a CPU: run it in the background).
 """
@@ -60,6 +73,8 @@ from bench_baselines import PARAMS  # noqa: E402  (our parameters of each model 
 DEFAULT_VENV = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "sgp4sr-parity" / "recbole-venv"
 RECBOLE_PINS = ["recbole==1.2.1", "numpy<2", "pandas<2.2", "scipy<1.13", "ray<2.10"]
 FEATURE_MODELS = {"fdsa", "sasrecf"}
+RECBOLE_FIX = "recbole-fix"  # RecBole with its float_seq fields indexed per dimension (feature models only)
+FRAMEWORKS = ("ours", "recbole", RECBOLE_FIX)
 METRICS = ("recall@10", "ndcg@10", "recall@50", "ndcg@50")
 
 #: the one mapping from our keys (model parameters and ``training`` keys) to RecBole's config keys
@@ -201,6 +216,9 @@ def run_recbole(job: dict[str, Any]) -> dict[str, Any]:
         init_seed(config["seed"], config["reproducibility"])
         dataset = create_dataset(config)
         train_data, valid_data, test_data = data_preparation(config, dataset)
+        if job["framework"] == RECBOLE_FIX:
+            for loader in (train_data, valid_data, test_data):
+                _index_float_seq_dimensions(loader._dataset, config["selected_features"])
         init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
         model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
         if job["model"] == "sasrecf":
@@ -230,6 +248,62 @@ def run_recbole(job: dict[str, Any]) -> dict[str, Any]:
             "seconds_per_epoch": float(np.mean([e["train"] for e in epochs])),
             "time_to_best": sum(e["train"] + e.get("valid", 0.0) for e in epochs[:best]), "curve": scores,
             "wall_seconds": time.perf_counter() - started, "peak_rss_mb": _peak_rss_mb()}
+
+
+def _index_float_seq_dimensions(dataset: Any, fields: list[str]) -> None:
+    """RecBole 1.2.1 as its float_seq embedding is meant to work (``recbole-fix``).
+
+    As released, RecBole gives every value of a ``float_seq`` field the same index 1 (its
+    ``_discretization`` sets all indices to one unless a discretisation is configured) and an
+    embedding table of ``field2bucketnum = 2`` rows, so the field's embedding is
+    ``mean(x) * e_1``: one scalar per item reaches FDSA and SASRecF (RecBole issue #2043;
+    checked numerically by ``--check-float-seq``). Here value ``j`` of an item gets index
+    ``j + 1`` (padding rows keep 0) and the table ``D + 1`` rows, so the mean pooling gives
+    ``sum_j x_j e_j / D``: a linear map of the whole vector, what our ``Linear(D, d)`` is up
+    to the bias and a scale. Nothing else in RecBole changes."""
+    import torch
+
+    for field in fields:
+        feat = dataset.item_feat[field]  # [n_items, D, 2]: value, index
+        width = feat.shape[1]
+        positions = torch.arange(1, width + 1, dtype=feat.dtype).expand(feat.shape[0], width)
+        feat[..., 1] = torch.where(feat[..., 1] != 0, positions, torch.zeros_like(positions))
+        dataset.field2bucketnum[field] = width + 1
+
+
+def check_float_seq(job: dict[str, Any]) -> dict[str, Any]:
+    """What RecBole's FDSA feature layer makes of the exported features, as released and with the fix.
+
+    Builds the dataset and an FDSA model (no training) and returns the largest deviation of its
+    feature embeddings of items 1-5 from ``mean(x) * e_1`` (as released) and from
+    ``sum_j x_j e_j / D`` (``recbole-fix``): 0 up to rounding when that is what it computes."""
+    import torch
+    from recbole.config import Config
+    from recbole.data import create_dataset, data_preparation
+    from recbole.utils import get_model, init_seed
+
+    torch.autograd.set_detect_anomaly(False)
+    field = job["recbole"]["selected_features"][0]
+    out: dict[str, Any] = {"field": field}
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = {**job["recbole"], "data_path": job["export"], "checkpoint_dir": tmp}
+        config = Config(model="FDSA", dataset=job["dataset"], config_dict=cfg)
+        for framework in ("recbole", RECBOLE_FIX):
+            init_seed(config["seed"], config["reproducibility"])
+            train_data = data_preparation(config, create_dataset(config))[0]
+            if framework == RECBOLE_FIX:
+                _index_float_seq_dimensions(train_data._dataset, [field])
+            layer = get_model("FDSA")(config, train_data._dataset).feature_embed_layer
+            table = layer.float_seq_embedding_table["item"][0].weight
+            values = layer.item_feat[field][1:6, :, 0]
+            with torch.no_grad():
+                got = layer(None, torch.arange(1, 6).view(1, 5))[1]["item"].reshape(5, -1)
+                mean_e1 = values.mean(-1, keepdim=True) * table[1]
+                linear = values @ table[1:values.shape[1] + 1] / values.shape[1] if table.shape[0] > 2 else None
+            out[framework] = {"table_rows": int(table.shape[0]),
+                              "max_dev_mean_e1": float((got - mean_e1).abs().max()),
+                              "max_dev_linear": None if linear is None else float((got - linear).abs().max())}
+    return out
 
 
 def _fix_sasrecf_concat(model: Any, n_fields: int) -> None:
@@ -270,7 +344,7 @@ def run_job(job: dict[str, Any], python: str, path: Path) -> dict[str, Any]:
         return json.loads(path.read_text())
     path.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    if job["framework"] == "recbole":
+    if job["framework"] != "ours":
         env.pop("PYTHONPATH", None)
         env["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"  # RecBole 1.2.1 reloads its own pickled checkpoint
     log = path.with_suffix(".log")
@@ -316,15 +390,18 @@ def summarise(results: list[dict[str, Any]]) -> None:
     keys = sorted({(r["job"]["dataset"], r["job"]["model"]) for r in results})
     for ds, model in keys:
         group = {fw: [r for r in results if r["job"]["dataset"] == ds and r["job"]["model"] == model
-                      and r["job"]["framework"] == fw] for fw in ("ours", "recbole")}
-        verdict = ""
-        if group["ours"] and group["recbole"]:
+                      and r["job"]["framework"] == fw] for fw in FRAMEWORKS}
+        verdicts = []
+        for reference in FRAMEWORKS[1:]:
+            if not (group["ours"] and group[reference]):
+                continue
             ok = []
             for m in ("recall@10", "ndcg@10"):
-                ref = [r["test"][m] for r in group["recbole"]]
+                ref = [r["test"][m] for r in group[reference]]
                 sd = np.std(ref, ddof=1) if len(ref) > 1 else 0.0
                 ok.append(np.mean([r["test"][m] for r in group["ours"]]) >= np.mean(ref) - sd)
-            verdict = "yes" if all(ok) else "**no**"
+            verdicts.append(("yes" if all(ok) else "**no**") + ("" if reference == "recbole" else f" ({reference})"))
+        verdict = ", ".join(verdicts)
         for fw, rows in group.items():
             if not rows:
                 continue
@@ -358,11 +435,14 @@ def main() -> None:
     p.add_argument("--steps-only", action="store_true", help="print the steps-per-epoch table and stop")
     p.add_argument("--summary-only", action="store_true",
                    help="print the table of the runs already in --out (nothing is trained)")
+    p.add_argument("--check-float-seq", action="store_true",
+                   help="print what RecBole's feature layer computes from each dataset's features (no training)")
     p.add_argument("--one", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one:
         job = json.loads(args.one)
-        result = run_ours(job) if job["framework"] == "ours" else run_recbole(job)
+        result = (check_float_seq(job) if job.get("check") else
+                  run_ours(job) if job["framework"] == "ours" else run_recbole(job))
         print(json.dumps(result))
         return
     if not args.data:
@@ -373,7 +453,10 @@ def main() -> None:
     if args.steps_only:
         return
     frameworks = args.frameworks.split(",")
-    python = str(ensure_venv(args.venv)) if "recbole" in frameworks else sys.executable
+    unknown = set(frameworks) - set(FRAMEWORKS)
+    if unknown:
+        p.error(f"--frameworks: unknown {sorted(unknown)}; choose from {', '.join(FRAMEWORKS)}")
+    python = str(ensure_venv(args.venv)) if set(frameworks) - {"ours"} else sys.executable
     training = {"epochs": args.epochs, "patience": args.patience, "batch_size": args.batch_size, "lr": args.lr,
                 "max_len": args.max_len, "eval_batch_size": 512, "weight_decay": 0.0, "valid_metric": "recall@5",
                 "topk": [5, 10, 50], "train_form": args.train_form, "device": "cpu"}
@@ -397,6 +480,8 @@ def main() -> None:
             params = {"hidden_size": args.hidden, **PARAMS[model]}
             for seed in (int(s) for s in args.seeds.split(",")):
                 for fw in frameworks:
+                    if fw == RECBOLE_FIX and model not in FEATURE_MODELS:
+                        continue  # the same run as plain RecBole
                     job = {"framework": fw, "dataset": name, "model": model, "seed": seed,
                            "data": str(Path(data).resolve()),
                            "features": str(Path(features).resolve()) if features else None,
@@ -405,6 +490,20 @@ def main() -> None:
                            "export": str(export), "recbole": recbole_config(model, params, training, used, seed)}
                     jobs.append((job, sys.executable if fw == "ours" else python,
                                  args.out / name / fw / model / f"seed{seed}.json"))
+    if args.check_float_seq:
+        checked: set[str] = set()
+        for job, *_ in jobs:
+            if job["dataset"] in checked or not job["features_used"]:
+                continue
+            checked.add(job["dataset"])
+            job = {**job, "check": True, "model": "fdsa",
+                   "recbole": recbole_config("fdsa", {**job["params"], "feature": job["features_used"][0]},
+                                             job["training"], job["features_used"], job["seed"])}
+            out = subprocess.run([python, str(Path(__file__).resolve()), "--one", json.dumps(job)], text=True,
+                                 stdout=subprocess.PIPE, env={k: v for k, v in os.environ.items()
+                                                              if k != "PYTHONPATH"}, check=True)
+            print(json.dumps({"dataset": job["dataset"], **json.loads(out.stdout.strip().splitlines()[-1])}))
+        return
     if args.summary_only:
         results = [{**json.loads(path.read_text()), "job": job} for job, _, path in jobs if path.exists()]
     else:

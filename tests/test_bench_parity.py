@@ -102,3 +102,26 @@ def test_verdict_is_ours_at_least_recbole_mean_minus_one_sd(parity, capsys, ours
     parity.summarise([_result("ours", ours, 0.1), *recbole])
     row = next(line for line in capsys.readouterr().out.splitlines() if "| ours |" in line)
     assert row.rstrip().endswith(f"| {verdict} |")
+
+
+def test_recbole_fix_indexes_each_float_seq_dimension_and_keeps_padding(parity):
+    import torch
+
+    class Dataset:  # the two attributes of a RecBole dataset the fix touches
+        item_feat = {"text": torch.stack([torch.rand(3, 4), torch.ones(3, 4)], dim=-1)}
+        field2bucketnum = {"text": 2}
+
+    Dataset.item_feat["text"][0, :, 1] = 0.0  # the padding item: RecBole indexes it 0
+    values = Dataset.item_feat["text"][..., 0].clone()
+    parity._index_float_seq_dimensions(Dataset, ["text"])
+    index = Dataset.item_feat["text"][..., 1]
+    assert index[0].tolist() == [0, 0, 0, 0] and index[1].tolist() == index[2].tolist() == [1, 2, 3, 4]
+    assert torch.equal(Dataset.item_feat["text"][..., 0], values)  # the values are untouched
+    assert Dataset.field2bucketnum["text"] == 5  # an embedding row per dimension, row 0 for padding
+
+
+def test_verdict_names_each_reference(parity, capsys):
+    rows = [_result("ours", 0.30, 0.1), _result("recbole", 0.20, 0.05), _result("recbole-fix", 0.40, 0.2)]
+    parity.summarise(rows)
+    row = next(line for line in capsys.readouterr().out.splitlines() if "| ours |" in line)
+    assert row.rstrip().endswith("| yes, **no** (recbole-fix) |")
