@@ -426,7 +426,8 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=256, help="training targets per step (both frameworks)")
     p.add_argument("--lr", type=float, default=0.001)
     p.add_argument("--max-len", type=int, default=50)
-    p.add_argument("--train-form", default="onepass", choices=["onepass", "prefix"], help="our engine's form")
+    p.add_argument("--train-form", default="config", choices=["config", "onepass", "prefix"],
+                   help="our engine's form; config: each model's form in config/config.yaml (BERT4Rec prefix)")
     p.add_argument("--feature-dim", type=int, default=None,
                    help="feed both frameworks each modality's first N principal components (dataset NAME-pcaN)")
     p.add_argument("--jobs", type=int, default=1, help="runs side by side (each one thread)")
@@ -459,7 +460,12 @@ def main() -> None:
     python = str(ensure_venv(args.venv)) if set(frameworks) - {"ours"} else sys.executable
     training = {"epochs": args.epochs, "patience": args.patience, "batch_size": args.batch_size, "lr": args.lr,
                 "max_len": args.max_len, "eval_batch_size": 512, "weight_decay": 0.0, "valid_metric": "recall@5",
-                "topk": [5, 10, 50], "train_form": args.train_form, "device": "cpu"}
+                "topk": [5, 10, 50], "device": "cpu"}
+    import yaml
+
+    defaults = yaml.safe_load((HERE.parent / "config" / "config.yaml").read_text())
+    default_form = defaults["training"]["train_form"]
+    forms = {m: t["train_form"] for m, t in (defaults.get("model_training") or {}).items() if "train_form" in t}
     jobs: list[tuple[dict[str, Any], str, Path]] = []
     for spec in args.data:
         name, _, paths = spec.partition("=")
@@ -478,6 +484,8 @@ def main() -> None:
                 print(f"# {name}: no features, {model} skipped", file=sys.stderr)
                 continue
             params = {"hidden_size": args.hidden, **PARAMS[model]}
+            form = forms.get(model, default_form) if args.train_form == "config" else args.train_form
+            model_training = {**training, "train_form": form}
             for seed in (int(s) for s in args.seeds.split(",")):
                 for fw in frameworks:
                     if fw == RECBOLE_FIX and model not in FEATURE_MODELS:
@@ -486,8 +494,9 @@ def main() -> None:
                            "data": str(Path(data).resolve()),
                            "features": str(Path(features).resolve()) if features else None,
                            "features_used": used, "params": params,
-                           "training": training,
-                           "export": str(export), "recbole": recbole_config(model, params, training, used, seed)}
+                           "training": model_training,
+                           "export": str(export), "recbole": recbole_config(model, params, model_training, used,
+                                                                            seed)}
                     jobs.append((job, sys.executable if fw == "ours" else python,
                                  args.out / name / fw / model / f"seed{seed}.json"))
     if args.check_float_seq:
@@ -511,7 +520,8 @@ def main() -> None:
             results = list(pool.map(lambda j: run_job(*j), jobs))
     print(f"# parity: {len(results)} runs; d = {args.hidden}, batch {args.batch_size} targets, lr {args.lr}, "
           f"max_len {args.max_len}, up to {args.epochs} epochs, patience {args.patience}, our form "
-          f"{args.train_form}, one thread per run, {args.jobs} side by side")
+          f"{args.train_form if args.train_form != 'config' else f'{default_form} ({forms} as config/config.yaml)'}, "
+          f"one thread per run, {args.jobs} side by side")
     summarise(results)
 
 

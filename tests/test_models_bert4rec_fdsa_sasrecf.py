@@ -214,6 +214,17 @@ def test_missing_or_bad_features_are_named() -> None:
         make_model("sasrecf", features={})
 
 
+@pytest.mark.parametrize("output_norm", [True, False])
+def test_fdsa_output_norm_is_recboles_layernorm_after_combining(output_norm: bool) -> None:
+    model = make_model("fdsa", output_norm=output_norm).eval()
+    with torch.no_grad():
+        out = model.sequence_output(histories([[3, 4, 5], [7, 8]]))[:, -1]
+    normalised = torch.allclose(out.mean(-1), torch.zeros(2), atol=1e-5) and torch.allclose(
+        out.var(-1, unbiased=False), torch.ones(2), atol=1e-3)
+    assert normalised is output_norm  # at initialisation the LayerNorm is the identity affine map
+    assert any(isinstance(m, torch.nn.LayerNorm) for m in model.output.modules()) is output_norm
+
+
 def test_fdsa_feature_key_selects_modality() -> None:
     model = make_model("fdsa", feature="image")
     assert model.feature_proj.table.shape == (N_ITEMS, 20)
