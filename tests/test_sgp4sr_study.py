@@ -47,3 +47,12 @@ def test_demo_long_overlay_trains_past_the_plateau():
     sasrec = rules.plan("demo", "sasrec", "default").params["training"]
     assert (sgp["epochs"], sgp["patience"]) == (80, 30)
     assert (sasrec["epochs"], sasrec["patience"]) == (150, 30)
+
+
+def test_demo_search_overlay_turns_the_search_on():
+    """config/demo-search.yaml over the default: the search the default demo leaves off for its budget."""
+    base = _study().load_config([ROOT / "config" / "config.yaml"])
+    config = _study().load_config([ROOT / "config" / "config.yaml", ROOT / "config" / "demo-search.yaml"])
+    assert base["experiments"]["tuning"]["enabled"] is False
+    assert config["experiments"]["tuning"]["enabled"] is True
+    assert config["experiments"]["tuning"]["subset"] == base["experiments"]["tuning"]["subset"]  # only the switch

@@ -26,7 +26,7 @@ TINY = {
         "ablation_seeds": [1],
         "noise": {"ratios": [0.0, 0.5], "baselines": [], "seeds": [1]},
         "centres": {"k": [0, 4], "seeds": [1]},
-        "tuning": {"seed": 1, "subset": {"lr": [0.001, 0.005]}},
+        "tuning": {"enabled": True, "seed": 1, "subset": {"lr": [0.001, 0.005]}},  # off in the demo's default
     },
     "datasets": {"demo": {
         "demo": {"n_users": 200, "n_items": 60, "n_categories": 3, "min_length": 5, "max_length": 10,
