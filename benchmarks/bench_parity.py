@@ -338,24 +338,31 @@ def ensure_venv(venv: Path) -> Path:
     return python
 
 
+def run_child(job: dict[str, Any], python: str, **kwargs: Any) -> tuple[int, dict[str, Any] | None]:
+    """``--one job`` in a one-thread subprocess of ``python`` (RecBole's without our PYTHONPATH):
+    its exit status and the JSON of its last stdout line (None on failure)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    if job["framework"] != "ours":
+        env.pop("PYTHONPATH", None)
+        env["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"  # RecBole 1.2.1 reloads its own pickled checkpoint
+    proc = subprocess.run([python, str(Path(__file__).resolve()), "--one", json.dumps(job)],
+                          stdout=subprocess.PIPE, text=True, env=env, **kwargs)
+    return proc.returncode, json.loads(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0 else None
+
+
 def run_job(job: dict[str, Any], python: str, path: Path) -> dict[str, Any]:
     from sgp4sr.io import write_json
     if path.exists():
         return json.loads(path.read_text())
     path.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    if job["framework"] != "ours":
-        env.pop("PYTHONPATH", None)
-        env["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"  # RecBole 1.2.1 reloads its own pickled checkpoint
     log = path.with_suffix(".log")
     with open(log, "w") as f:
         # RecBole writes log/ and log_tensorboard/ into its working directory: keep them beside the run
-        proc = subprocess.run([python, str(Path(__file__).resolve()), "--one", json.dumps(job)],
-                              stdout=subprocess.PIPE, stderr=f, text=True, env=env, cwd=path.parent)
-    if proc.returncode != 0:
+        code, out = run_child(job, python, stderr=f, cwd=path.parent)
+    if out is None:
         raise RuntimeError(f"{job['framework']} {job['model']} seed {job['seed']} on {job['dataset']} failed "
-                           f"(exit {proc.returncode}); see {log}")
-    result = {**json.loads(proc.stdout.strip().splitlines()[-1]), "job": job}
+                           f"(exit {code}); see {log}")
+    result = {**out, "job": job}
     write_json(path, result)
     print(f"# {job['dataset']} {job['framework']:7s} {job['model']:8s} seed {job['seed']}: "
           f"R@10 {result['test']['recall@10']:.4f} N@10 {result['test']['ndcg@10']:.4f} "
@@ -470,13 +477,13 @@ def main() -> None:
     for spec in args.data:
         name, _, paths = spec.partition("=")
         data, _, features = paths.partition(":")
+        used = discover_modalities(features or None)  # a reduced folder holds the same modalities
         if args.feature_dim and features:
             name = f"{name}-pca{args.feature_dim}"
             target = args.out / name / "features"
             features = str(target if args.summary_only else
-                           reduce_features(Path(features), discover_modalities(features), args.feature_dim, target))
+                           reduce_features(Path(features), used, args.feature_dim, target))
         export = (args.out / name / "recbole-files").resolve()
-        used = discover_modalities(features or None)
         if not args.summary_only:  # a summary trains nothing; a running RecBole job may be reading these
             export_split(Path(data), Path(features) if features else None, used, name, export / name, args.max_len)
         for model in args.models.split(","):
@@ -508,10 +515,10 @@ def main() -> None:
             job = {**job, "check": True, "model": "fdsa",
                    "recbole": recbole_config("fdsa", {**job["params"], "feature": job["features_used"][0]},
                                              job["training"], job["features_used"], job["seed"])}
-            out = subprocess.run([python, str(Path(__file__).resolve()), "--one", json.dumps(job)], text=True,
-                                 stdout=subprocess.PIPE, env={k: v for k, v in os.environ.items()
-                                                              if k != "PYTHONPATH"}, check=True)
-            print(json.dumps({"dataset": job["dataset"], **json.loads(out.stdout.strip().splitlines()[-1])}))
+            code, out = run_child(job, python)
+            if out is None:
+                raise SystemExit(f"--check-float-seq on {job['dataset']} failed (exit {code})")
+            print(json.dumps({"dataset": job["dataset"], **out}))
         return
     if args.summary_only:
         results = [{**json.loads(path.read_text()), "job": job} for job, _, path in jobs if path.exists()]

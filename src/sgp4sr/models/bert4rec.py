@@ -57,7 +57,7 @@ class BERT4Rec(SequentialRecommender):
         original adds one mask-last copy per sequence to its ``dupe_factor = 10``
         randomly masked copies, i.e. ``1/11`` of its examples. On the demo
         (prefix form, 3 seeds) 0.5 tests at Recall@10 0.231 against 0.218 for
-        1/11 (seed 1), RecBole's own BERT4Rec 0.207 (``docs/results.md``,
+        1/11 (seed 1), RecBole's own BERT4Rec 0.215 (``docs/results.md``,
         session 6). Train it in the prefix form (the configs'
         ``model_training.bert4rec.train_form``): one-pass rows give each
         sequence one mask per epoch, prefix rows one per prefix, as RecBole

@@ -72,14 +72,14 @@ class FDSA(SequentialRecommender):
                  dropout: float = 0.5, feature: str = "text", output_norm: bool = True) -> None:
         super().__init__(ctx)
         self.feature = feature
-        # RecBole's LayerNorm + dropout after the combining layer (off: the original's [O_i ; O_f] W + b)
-        self.output = (nn.Sequential(nn.LayerNorm(hidden_size, eps=1e-12), nn.Dropout(dropout)) if output_norm
-                       else nn.Identity())
         self.items = nn.Embedding(ctx.n_items, hidden_size, padding_idx=0)
         self.feature_proj = FeatureProjection(feature_matrix(ctx, "fdsa", feature), hidden_size)
         self.item_stream = _Stream(hidden_size, ctx.max_len, layers, heads, dropout)
         self.feature_stream = _Stream(hidden_size, ctx.max_len, layers, heads, dropout)
         self.combine = nn.Linear(2 * hidden_size, hidden_size)
+        # RecBole's LayerNorm + dropout after the combining layer (off: the original's [O_i ; O_f] W + b)
+        self.output = (nn.Sequential(nn.LayerNorm(hidden_size, eps=1e-12), nn.Dropout(dropout)) if output_norm
+                       else nn.Identity())
         init_weights(self)
 
     def sequence_output(self, seq: torch.Tensor) -> torch.Tensor:
