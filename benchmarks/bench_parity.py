@@ -338,6 +338,14 @@ def ensure_venv(venv: Path) -> Path:
     return python
 
 
+def config_train_forms(config: dict[str, Any]) -> dict[str, str]:
+    """Our engine's training form of each benchmarked model under ``config`` (``--train-form config``):
+    ``training.train_form`` overridden by ``model_training.<model>``, as the workflow resolves it."""
+    from sgp4sr.config import model_training_settings
+
+    return {model: model_training_settings(config, model)["train_form"] for model in PARAMS}
+
+
 def run_child(job: dict[str, Any], python: str, **kwargs: Any) -> tuple[int, dict[str, Any] | None]:
     """``--one job`` in a one-thread subprocess of ``python`` (RecBole's without our PYTHONPATH):
     its exit status and the JSON of its last stdout line (None on failure)."""
@@ -472,7 +480,7 @@ def main() -> None:
 
     defaults = yaml.safe_load((HERE.parent / "config" / "config.yaml").read_text())
     default_form = defaults["training"]["train_form"]
-    forms = {m: t["train_form"] for m, t in (defaults.get("model_training") or {}).items() if "train_form" in t}
+    forms = {m: f for m, f in config_train_forms(defaults).items() if f != default_form}  # the summary names them
     jobs: list[tuple[dict[str, Any], str, Path]] = []
     for spec in args.data:
         name, _, paths = spec.partition("=")

@@ -125,3 +125,16 @@ def test_verdict_names_each_reference(parity, capsys):
     parity.summarise(rows)
     row = next(line for line in capsys.readouterr().out.splitlines() if "| ours |" in line)
     assert row.rstrip().endswith("| yes, **no** (recbole-fix) |")
+
+
+def test_our_forms_follow_the_configs_model_training(parity):
+    import yaml
+
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    forms = parity.config_train_forms(config)
+    assert forms["bert4rec"] == config["model_training"]["bert4rec"]["train_form"] == "prefix"
+    assert forms["sasrec"] == config["training"]["train_form"]
+    config["model_training"] = {"sasrec": {"train_form": "prefix"}}
+    config["training"]["train_form"] = "onepass"
+    forms = parity.config_train_forms(config)
+    assert (forms["sasrec"], forms["bert4rec"], forms["gru4rec"]) == ("prefix", "onepass", "onepass")

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sgp4sr.config import (ConfigError, dataset_model, dataset_training, deep_merge, run_training_settings,
-                           validate_config)
+from sgp4sr.config import (ConfigError, dataset_model, dataset_training, deep_merge, model_training_settings,
+                           run_training_settings, validate_config)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -94,6 +94,8 @@ def test_model_training_overrides_per_model_then_per_dataset(default_config):
     gru = run_training_settings(default_config, "demo", "gru4rec")
     assert (gru["epochs"], gru["patience"]) == (60, 3)
     assert run_training_settings(default_config, "demo", "sasrec")["epochs"] == 10
+    assert model_training_settings(default_config, "gru4rec")["patience"] == 10  # no dataset level
+    assert model_training_settings(default_config, "sasrec") == default_config["training"]
     default_config["model_training"] = {"gru4recc": {"epochs": 60}}
     with pytest.raises(ConfigError, match=r"model_training: unknown model 'gru4recc' \(did you mean 'gru4rec'\?\)"):
         validate_config(default_config)

@@ -210,11 +210,17 @@ def dataset_training(config: Mapping[str, Any], dataset: str) -> dict:
     return deep_merge(config.get("training", {}), config["datasets"][dataset].get("training"))
 
 
+def model_training_settings(config: Mapping[str, Any], model: str) -> dict:
+    """Engine settings of ``model`` on no dataset in particular: ``training`` overridden by
+    ``model_training.<model>`` (what a benchmark outside the workflow's datasets trains with)."""
+    return deep_merge(config.get("training", {}), (config.get("model_training") or {}).get(model))
+
+
 def run_training_settings(config: Mapping[str, Any], dataset: str, model: str) -> dict:
     """Engine settings of ``model``'s runs on ``dataset``, each later level overriding the earlier:
     ``training``, ``datasets.<ds>.training``, ``model_training.<model>``, ``datasets.<ds>.model_training.<model>``."""
     merged = dataset_training(config, dataset)
-    merged = deep_merge(merged, config.get("model_training", {}).get(model))
+    merged = deep_merge(merged, (config.get("model_training") or {}).get(model))
     return deep_merge(merged, config["datasets"][dataset].get("model_training", {}).get(model))
 
 
