@@ -182,6 +182,20 @@ def test_budget_reproduces_its_reference():
     bigger = budget.Size(ref.users, 2 * ref.items, 2 * ref.targets, "x")
     assert budget.epoch_seconds("sasrec", bigger, 300)[0] > 2 * train
     assert budget.epoch_seconds("sgp4sr", size, 300)[0] == pytest.approx(ref.ratio["sgp4sr"] * train)
+    prefix = budget.epoch_seconds("sasrec", size, 300, train_form="prefix")
+    assert prefix[0] == pytest.approx(budget.PREFIX_RATIO["sasrec"] * train) and prefix[1] == evaluation
+
+
+def test_plan_prices_a_models_training_form():
+    """A model trained in the prefix form (model_training.<m>.train_form) is priced at its measured ratio."""
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    size = budget.Size(1000, 700, 12000, "test")
+    run = ("demo", "sasrec", "default", 1)
+    config["model_training"] = {"sasrec": {"train_form": "onepass"}}
+    onepass = budget.run_hours(config, run, size)
+    config["model_training"] = {"sasrec": {"train_form": "prefix"}}
+    prefix = budget.run_hours(config, run, size)
+    assert prefix[0] > onepass[0] * 1.5 and prefix[1] > onepass[1] * 1.5
 
 
 @pytest.mark.parametrize("files", [[], ["config/paper.yaml"]])

@@ -14,6 +14,9 @@ machine and the document it was read from), scaled to a run's dataset and width:
 * a model other than SASRec costs its ratio to SASRec measured in the same run
   (:attr:`Measurement.ratio`), else the engine's job-sizing estimate
   (:data:`sgp4sr.engine.resources.SECONDS_PER_TARGET`, not a measurement);
+* every measurement is of the one-pass training form; a run in the prefix form
+  (``train_form: prefix``, e.g. BERT4Rec's default) costs its model's
+  prefix/one-pass ratio measured in one run (:data:`PREFIX_RATIO`);
 * a run lasts at most ``training.epochs`` epochs; early stopping usually ends it
   far sooner, so an "expected" figure assumes :data:`EXPECTED_EPOCHS`.
 
@@ -86,6 +89,11 @@ MEASUREMENTS: tuple[Measurement, ...] = (
         train_s={"sasrec": 0.6, "gru4rec": 0.4, "bert4rec": 0.8, "fdsa": 1.3, "sasrecf": 0.7, "sgp4sr": 6.2},
         eval_s={}),
 )
+#: training seconds per epoch of the prefix form over the one-pass form at batches of 256 targets, both measured
+#: in one run (benchmarks/bench_train.py --threads 1 --batches 10, the authors' Baby split, d = 300, idle machine;
+#: docs/results.md, "Cost per epoch on Baby after the batch change" and session 7's BERT4Rec/GRU4Rec row). A model
+#: without a row costs SASRec's ratio (the same rows, padded alike).
+PREFIX_RATIO = {"sasrec": 140.4 / 72.5, "sgp4sr": 1749.6 / 1642.5}
 #: validation ranking seconds relative to SASRec's where a measurement has none (bench_train, Baby: SGP4SR 6.1x)
 EVAL_RATIO = {"sgp4sr": 6.1}
 
@@ -117,13 +125,17 @@ def train_ratio(model: str, ref: Measurement) -> tuple[float, str]:
     return spt.get(model, max(spt.values())) / spt["sasrec"], "engine estimate"
 
 
-def epoch_seconds(model: str, size: Size, hidden_size: int, layers: int = 2) -> tuple[float, float]:
-    """(training, validation) CPU seconds of one epoch of ``model`` on a dataset of ``size``."""
+def epoch_seconds(model: str, size: Size, hidden_size: int, layers: int = 2,
+                  train_form: str = "onepass") -> tuple[float, float]:
+    """(training, validation) CPU seconds of one epoch of ``model`` trained in ``train_form`` on a dataset of
+    ``size``."""
     ref = reference(hidden_size)
     layers = max(1, int(layers))
     scale_train = (_flops(size.targets, hidden_size, size.items, layers)
                    / _flops(ref.targets, ref.hidden_size, ref.items, ref.layers))
     train = ref.train_s["sasrec"] * train_ratio(model, ref)[0] * scale_train
+    if train_form == "prefix":
+        train *= PREFIX_RATIO.get(model, PREFIX_RATIO["sasrec"])
     base = reference(300) if not ref.eval_s else ref  # the Baby measurement is the only one with rankings
     scale_eval = (_flops(size.users, hidden_size, size.items, layers)
                   / _flops(base.users, base.hidden_size, base.items, base.layers))
@@ -208,7 +220,7 @@ def run_hours(config: Mapping[str, Any], run: tuple[str, str, str, int], size: S
     settings = TrainConfig.from_dict(run_training_settings(config, dataset, model))
     params = dataset_model(config, dataset, model)
     d, layers = int(params.get("hidden_size", 64)), int(params.get("layers", 2))
-    train, evaluation = epoch_seconds(model, size, d, layers)
+    train, evaluation = epoch_seconds(model, size, d, layers, settings.train_form)
     per_epoch = train + evaluation
     finish = evaluation  # the test ranking of the best epoch
     return ((settings.epochs * per_epoch + finish) / 3600,
@@ -340,6 +352,9 @@ def format_budget(result: Budget, config_names: list[str], gpu_speedup: float | 
                    f"({m.machine});")
         out.append(f"      {m.source}")
     out.append("  model costs: " + "; ".join(f"{how}: {', '.join(ms)}" for how, ms in priced.items()))
+    out.append("  every measurement is one-pass; a prefix-form run (train_form: prefix) costs its measured "
+               "prefix/one-pass ratio: " + ", ".join(f"{m} {r:.2f}x" for m, r in PREFIX_RATIO.items())
+               + " (others: SASRec's)")
     out += [f"  {assumption}",
             f"  reference: the authors' code needs about {AUTHORS_GPU_EPOCH_S:g} s per training epoch on a GPU "
             "for a Baby-size split (issue 14)",
