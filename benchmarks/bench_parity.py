@@ -36,7 +36,11 @@ this interpreter's torch version). RecBole turns on autograd anomaly detection
 globally when imported; the runner switches it off again.
 
 Every run writes ``<out>/<dataset>/<framework>/<model>/seed<k>.json`` and is
-skipped when that file exists, so an interrupted benchmark resumes. Example
+skipped when that file exists, so an interrupted benchmark resumes; an
+interrupted run resumes after its last finished epoch from the checkpoints in
+``seed<k>.state/`` (our engine's own, RecBole's ``resume_checkpoint`` with the
+epoch records beside it; removed once the result is written), so the Baby runs
+can span sessions. Example
 (the demo and ml-100k, after ``snakemake --cores 2 results/demo/features/image.npy
 results/demo/features/text.npy`` and the ml-100k config of config/README.md):
 
@@ -56,13 +60,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -184,9 +190,9 @@ def run_ours(job: dict[str, Any]) -> dict[str, Any]:
 
     torch.set_num_threads(1)
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
+    with state_dir(job) as out:  # our engine checkpoints every epoch there and resumes from it
         features = Path(job["features"]) if job["features"] else None
-        spec = RunSpec(data=Path(job["data"]), out=Path(tmp), model=job["model"], seed=job["seed"],
+        spec = RunSpec(data=Path(job["data"]), out=out, model=job["model"], seed=job["seed"],
                        training=job["training"], model_params=job["params"], features=features,
                        modalities=job["features_used"] if job["model"] in FEATURE_MODELS else [],
                        threads=1, dataset=job["dataset"])
@@ -198,6 +204,7 @@ def run_ours(job: dict[str, Any]) -> dict[str, Any]:
             "time_to_best": sum(h["train_seconds"] + h["eval_seconds"] for h in curve[:best]),
             "steps_per_epoch": curve[0].get("steps") if curve else None,
             "curve": [h["valid"][job["training"]["valid_metric"]] for h in curve],
+            "resumed_from_epoch": metrics["resumed_from_epoch"],  # > 0: wall_seconds is the last process's
             "wall_seconds": time.perf_counter() - started, "peak_rss_mb": _peak_rss_mb()}
 
 
@@ -210,8 +217,8 @@ def run_recbole(job: dict[str, Any]) -> dict[str, Any]:
     torch.autograd.set_detect_anomaly(False)  # RecBole switches it on globally at import
     torch.set_num_threads(1)
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg = {**job["recbole"], "data_path": job["export"], "checkpoint_dir": tmp}
+    with state_dir(job) as tmp:
+        cfg = {**job["recbole"], "data_path": job["export"], "checkpoint_dir": str(tmp)}
         config = Config(model=RECBOLE_MODELS[job["model"]], dataset=job["dataset"], config_dict=cfg)
         init_seed(config["seed"], config["reproducibility"])
         dataset = create_dataset(config)
@@ -240,14 +247,47 @@ def run_recbole(job: dict[str, Any]) -> dict[str, Any]:
             return score, result
 
         trainer._train_epoch, trainer._valid_epoch = timed_train, timed_valid
-        trainer.fit(train_data, valid_data, saved=True, show_progress=False)
+        best_file, resume_file = tmp / "best.pth", tmp / "resume.pth"
+        if resume_file.exists():  # an interrupted run: RecBole's own resume, our epoch records beside it
+            trainer.resume_checkpoint(str(resume_file))
+            epochs.extend(torch.load(resume_file, map_location="cpu", weights_only=False)["parity_epochs"])
+            print(f"resuming after epoch {trainer.start_epoch}", file=sys.stderr, flush=True)
+        trainer.saved_model_file = str(best_file)  # the best epoch's weights, what the test reloads
+
+        def save_resume(epoch_idx: int, _score: float) -> None:
+            """After every validated epoch (RecBole's callback, after its early-stopping update)."""
+            state = {"config": config, "epoch": epoch_idx, "cur_step": trainer.cur_step,
+                     "best_valid_score": trainer.best_valid_score, "state_dict": model.state_dict(),
+                     "other_parameter": model.other_parameter(), "optimizer": trainer.optimizer.state_dict(),
+                     "parity_epochs": epochs}
+            partial = resume_file.with_suffix(".partial")
+            torch.save(state, partial, pickle_protocol=4)
+            os.replace(partial, resume_file)
+
+        resumed_from = trainer.start_epoch
+        finished = trainer.cur_step > trainer.stopping_step or trainer.start_epoch >= trainer.epochs
+        if not finished:  # (stopped after its last epoch, before the test: RecBole's fit would overwrite best.pth)
+            trainer.fit(train_data, valid_data, saved=True, show_progress=False, callback_fn=save_resume)
         test = trainer.evaluate(test_data, load_best_model=True, show_progress=False)
     scores = [e["score"] for e in epochs]
     best = int(np.argmax(scores)) + 1  # RecBole keeps the first best epoch too (strictly greater updates)
     return {"test": {m: float(test[m]) for m in METRICS}, "best_epoch": best, "epochs_run": len(epochs),
             "seconds_per_epoch": float(np.mean([e["train"] for e in epochs])),
             "time_to_best": sum(e["train"] + e.get("valid", 0.0) for e in epochs[:best]), "curve": scores,
-            "wall_seconds": time.perf_counter() - started, "peak_rss_mb": _peak_rss_mb()}
+            "resumed_from_epoch": resumed_from, "wall_seconds": time.perf_counter() - started, "peak_rss_mb": _peak_rss_mb()}
+
+
+@contextmanager
+def state_dir(job: dict[str, Any]) -> Iterator[Path]:
+    """Where a run keeps its checkpoints: ``job["state"]`` (kept across an interruption, so the next
+    invocation resumes the run after its last finished epoch), else a temporary folder."""
+    if job.get("state"):
+        path = Path(job["state"])
+        path.mkdir(parents=True, exist_ok=True)
+        yield path
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            yield Path(tmp)
 
 
 def _index_float_seq_dimensions(dataset: Any, fields: list[str]) -> None:
@@ -364,14 +404,17 @@ def run_job(job: dict[str, Any], python: str, path: Path) -> dict[str, Any]:
         return json.loads(path.read_text())
     path.parent.mkdir(parents=True, exist_ok=True)
     log = path.with_suffix(".log")
-    with open(log, "w") as f:
+    state = path.with_suffix(".state")  # checkpoints of an unfinished run (removed once its result is written)
+    job = {**job, "state": str(state)}
+    with open(log, "a") as f:
         # RecBole writes log/ and log_tensorboard/ into its working directory: keep them beside the run
         code, out = run_child(job, python, stderr=f, cwd=path.parent)
     if out is None:
         raise RuntimeError(f"{job['framework']} {job['model']} seed {job['seed']} on {job['dataset']} failed "
                            f"(exit {code}); see {log}")
-    result = {**out, "job": job}
+    result = {**out, "job": {k: v for k, v in job.items() if k != "state"}}
     write_json(path, result)
+    shutil.rmtree(state, ignore_errors=True)
     print(f"# {job['dataset']} {job['framework']:7s} {job['model']:8s} seed {job['seed']}: "
           f"R@10 {result['test']['recall@10']:.4f} N@10 {result['test']['ndcg@10']:.4f} "
           f"best epoch {result['best_epoch']}/{result['epochs_run']}, {result['seconds_per_epoch']:.1f} s/epoch",

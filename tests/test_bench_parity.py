@@ -138,3 +138,37 @@ def test_our_forms_follow_the_configs_model_training(parity):
     config["training"]["train_form"] = "onepass"
     forms = parity.config_train_forms(config)
     assert (forms["sasrec"], forms["bert4rec"], forms["gru4rec"]) == ("prefix", "onepass", "onepass")
+
+
+def test_a_run_resumes_from_its_state_folder_and_clears_it_when_done(parity, tmp_path, monkeypatch):
+    """Our side of the benchmark keeps its checkpoints in seed<k>.state/ (a Baby run spans sessions):
+    a second invocation of an unfinished run resumes there instead of starting over."""
+    write_planted_split(tmp_path / "split")
+    training = {"epochs": 2, "patience": 5, "batch_size": 64, "lr": 0.001, "max_len": 20, "eval_batch_size": 64,
+                "weight_decay": 0.0, "valid_metric": "recall@5", "topk": [5, 10, 50], "device": "cpu",
+                "train_form": "onepass"}
+    job = {"framework": "ours", "dataset": "toy", "model": "gru4rec", "seed": 1, "data": str(tmp_path / "split"),
+           "features": None, "features_used": [], "params": {"hidden_size": 16, "layers": 1, "dropout": 0.1},
+           "training": training, "state": str(tmp_path / "seed1.state")}
+    import sgp4sr.engine.run as engine_run
+
+    real = engine_run.run_training
+
+    def crash_after_first(epoch: int) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine_run, "run_training", lambda spec: real(spec, on_epoch_end=crash_after_first))
+    with pytest.raises(KeyboardInterrupt):
+        parity.run_ours(job)
+    assert (tmp_path / "seed1.state" / "checkpoint.pt").exists()
+    monkeypatch.setattr(engine_run, "run_training", real)
+    resumed = parity.run_ours(job)
+    assert resumed["resumed_from_epoch"] == 1 and resumed["epochs_run"] == 2
+    first = parity.run_ours({**job, "state": str(tmp_path / "fresh.state")})  # uninterrupted
+    assert first["resumed_from_epoch"] == 0 and first["curve"] == pytest.approx(resumed["curve"])
+
+    result = tmp_path / "out" / "seed1.json"
+    monkeypatch.setattr(parity, "run_child", lambda j, python, **kw: (0, parity.run_ours(j)))
+    out = parity.run_job({k: v for k, v in job.items() if k != "state"}, "python", result)
+    assert result.exists() and not result.with_suffix(".state").exists()
+    assert out["test"] == first["test"] and "state" not in out["job"]
