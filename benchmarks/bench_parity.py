@@ -248,33 +248,94 @@ def run_recbole(job: dict[str, Any]) -> dict[str, Any]:
 
         trainer._train_epoch, trainer._valid_epoch = timed_train, timed_valid
         best_file, resume_file = tmp / "best.pth", tmp / "resume.pth"
-        if resume_file.exists():  # an interrupted run: RecBole's own resume, our epoch records beside it
+        identity = run_identity(job)
+        resumed = torch.load(resume_file, map_location="cpu", weights_only=False) if resume_file.exists() else None
+        if resumed is not None and resumed.get("parity_identity") != identity:
+            print(f"discarding {resume_file}: another run's (job or exported split changed)", file=sys.stderr)
+            resumed = None
+        best: dict[str, Any] = {}
+        if resumed is not None:  # an interrupted run: RecBole's own resume, our records and streams beside it
             trainer.resume_checkpoint(str(resume_file))
-            epochs.extend(torch.load(resume_file, map_location="cpu", weights_only=False)["parity_epochs"])
+            epochs.extend(resumed["parity_epochs"])
+            best = resumed["parity_best"]
+            _atomic_save(torch, {"config": config, **best}, best_file)  # what evaluate() reloads
+            _set_rng_state(torch, resumed["parity_rng"], train_data)
             print(f"resuming after epoch {trainer.start_epoch}", file=sys.stderr, flush=True)
-        trainer.saved_model_file = str(best_file)  # the best epoch's weights, what the test reloads
+        trainer.saved_model_file = str(best_file)
+        save_checkpoint = trainer._save_checkpoint
+
+        def save_best(epoch: int, verbose: bool = True, **kwargs: Any) -> None:
+            """RecBole's best-epoch checkpoint, written atomically (a kill mid-write keeps the last one)."""
+            partial = best_file.with_suffix(".partial")
+            save_checkpoint(epoch, verbose=verbose, saved_model_file=str(partial))
+            os.replace(partial, best_file)
 
         def save_resume(epoch_idx: int, _score: float) -> None:
-            """After every validated epoch (RecBole's callback, after its early-stopping update)."""
+            """After every validated epoch (RecBole's callback, after its early-stopping update and best save)."""
+            if trainer.cur_step == 0:  # this epoch is the new best (RecBole resets the counter on >=)
+                best.update(state_dict={k: v.detach().clone() for k, v in model.state_dict().items()},
+                            other_parameter=model.other_parameter(), epoch=epoch_idx)
             state = {"config": config, "epoch": epoch_idx, "cur_step": trainer.cur_step,
                      "best_valid_score": trainer.best_valid_score, "state_dict": model.state_dict(),
                      "other_parameter": model.other_parameter(), "optimizer": trainer.optimizer.state_dict(),
-                     "parity_epochs": epochs}
-            partial = resume_file.with_suffix(".partial")
-            torch.save(state, partial, pickle_protocol=4)
-            os.replace(partial, resume_file)
+                     "parity_identity": identity, "parity_epochs": epochs, "parity_best": best,
+                     "parity_rng": _rng_state(torch, train_data)}
+            _atomic_save(torch, state, resume_file)
 
+        trainer._save_checkpoint = save_best
         resumed_from = trainer.start_epoch
         finished = trainer.cur_step > trainer.stopping_step or trainer.start_epoch >= trainer.epochs
         if not finished:  # (stopped after its last epoch, before the test: RecBole's fit would overwrite best.pth)
             trainer.fit(train_data, valid_data, saved=True, show_progress=False, callback_fn=save_resume)
         test = trainer.evaluate(test_data, load_best_model=True, show_progress=False)
     scores = [e["score"] for e in epochs]
-    best = int(np.argmax(scores)) + 1  # RecBole keeps the first best epoch too (strictly greater updates)
-    return {"test": {m: float(test[m]) for m in METRICS}, "best_epoch": best, "epochs_run": len(epochs),
+    best_epoch = last_best_epoch(scores)
+    return {"test": {m: float(test[m]) for m in METRICS}, "best_epoch": best_epoch, "epochs_run": len(epochs),
             "seconds_per_epoch": float(np.mean([e["train"] for e in epochs])),
-            "time_to_best": sum(e["train"] + e.get("valid", 0.0) for e in epochs[:best]), "curve": scores,
+            "time_to_best": sum(e["train"] + e.get("valid", 0.0) for e in epochs[:best_epoch]), "curve": scores,
             "resumed_from_epoch": resumed_from, "wall_seconds": time.perf_counter() - started, "peak_rss_mb": _peak_rss_mb()}
+
+
+def last_best_epoch(scores: list[float]) -> int:
+    """The 1-based epoch whose weights RecBole tests: the *last* of the best scores (its early stopping
+    updates on ``>=``, so a tie moves the best checkpoint forward)."""
+    return len(scores) - int(np.argmax(scores[::-1]))
+
+
+def run_identity(job: dict[str, Any]) -> str:
+    """What a resume checkpoint must match: the job (without its state folder) and the exported split's
+    contents (re-exported on every invocation, so its file times say nothing)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    folder = Path(job["export"]) / job["dataset"]
+    for path in sorted(folder.glob(f"{job['dataset']}.*")):
+        digest.update(path.name.encode() + path.read_bytes())
+    return json.dumps({"job": {k: v for k, v in job.items() if k != "state"}, "split": digest.hexdigest()},
+                      sort_keys=True)
+
+
+def _atomic_save(torch: Any, state: dict[str, Any], path: Path) -> None:
+    partial = path.with_suffix(".partial")
+    torch.save(state, partial, pickle_protocol=4)
+    os.replace(partial, path)
+
+
+def _rng_state(torch: Any, train_data: Any) -> dict[str, Any]:
+    """Every random stream a RecBole epoch draws from: Python's, numpy's, torch's and the train loader's."""
+    import random
+
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "loader": train_data.generator.get_state()}
+
+
+def _set_rng_state(torch: Any, state: dict[str, Any], train_data: Any) -> None:
+    import random
+
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    train_data.generator.set_state(state["loader"])
 
 
 @contextmanager
@@ -467,7 +528,8 @@ def summarise(results: list[dict[str, Any]]) -> None:
             print(f"| {ds} | {model} | {fw} | {len(rows)} | " + " | ".join(ms(t[m]) for m in METRICS) +
                   f" | {ms([r['seconds_per_epoch'] for r in rows], '.1f')} "
                   f"| {ms([r['best_epoch'] for r in rows], '.1f')} | {ms([r['time_to_best'] for r in rows], '.0f')} "
-                  f"| {ms([r['wall_seconds'] for r in rows], '.0f')} "
+                  f"| {ms([r['wall_seconds'] for r in rows], '.0f')}"
+                  f"{' (resumed: last process)' if any(r.get('resumed_from_epoch') for r in rows) else ''} "
                   f"| {max(r['peak_rss_mb'] for r in rows):.0f} | {verdict if fw == 'ours' else ''} |")
 
 

@@ -172,3 +172,20 @@ def test_a_run_resumes_from_its_state_folder_and_clears_it_when_done(parity, tmp
     out = parity.run_job({k: v for k, v in job.items() if k != "state"}, "python", result)
     assert result.exists() and not result.with_suffix(".state").exists()
     assert out["test"] == first["test"] and "state" not in out["job"]
+
+
+def test_recbole_tests_the_last_of_tied_best_epochs(parity):
+    assert parity.last_best_epoch([0.1, 0.3, 0.2, 0.3, 0.25]) == 4  # RecBole's early stopping updates on >=
+    assert parity.last_best_epoch([0.5, 0.1]) == 1
+
+
+def test_a_resume_checkpoint_is_bound_to_its_job_and_split(parity, tmp_path):
+    folder = tmp_path / "toy"
+    folder.mkdir()
+    (folder / "toy.train.inter").write_text("a\n")
+    job = {"export": str(tmp_path), "dataset": "toy", "model": "sasrec", "seed": 1, "training": {"lr": 0.001}}
+    same = parity.run_identity({**job, "state": "anywhere"})
+    assert parity.run_identity(job) == same
+    assert parity.run_identity({**job, "training": {"lr": 0.002}}) != same
+    (folder / "toy.train.inter").write_text("b\n")
+    assert parity.run_identity(job) != same
