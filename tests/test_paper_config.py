@@ -182,8 +182,9 @@ def test_budget_reproduces_its_reference():
     bigger = budget.Size(ref.users, 2 * ref.items, 2 * ref.targets, "x")
     assert budget.epoch_seconds("sasrec", bigger, 300)[0] > 2 * train
     assert budget.epoch_seconds("sgp4sr", size, 300)[0] == pytest.approx(ref.ratio["sgp4sr"] * train)
+    assert budget.epoch_seconds("gru4rec", size, 300)[0] == pytest.approx(ref.train_s["gru4rec"])
     prefix = budget.epoch_seconds("sasrec", size, 300, train_form="prefix")
-    assert prefix[0] == pytest.approx(budget.PREFIX_RATIO["sasrec"] * train) and prefix[1] == evaluation
+    assert prefix[0] == pytest.approx(ref.prefix_ratio["sasrec"] * train) and prefix[1] == evaluation
 
 
 def test_plan_prices_a_models_training_form():
@@ -195,7 +196,12 @@ def test_plan_prices_a_models_training_form():
     onepass = budget.run_hours(config, run, size)
     config["model_training"] = {"sasrec": {"train_form": "prefix"}}
     prefix = budget.run_hours(config, run, size)
-    assert prefix[0] > onepass[0] * 1.5 and prefix[1] > onepass[1] * 1.5
+    train, evaluation = budget.epoch_seconds("sasrec", size, 64)
+    epochs = min(config["training"]["epochs"], budget.EXPECTED_EPOCHS)
+    ratio = budget.reference(64).prefix_ratio["sasrec"]  # measured at d = 64; validation is not scaled
+    assert ratio > 1.5
+    assert onepass[1] == pytest.approx((epochs * (train + evaluation) + evaluation) / 3600)
+    assert prefix[1] == pytest.approx((epochs * (train * ratio + evaluation) + evaluation) / 3600)
 
 
 @pytest.mark.parametrize("files", [[], ["config/paper.yaml"]])

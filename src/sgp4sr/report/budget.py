@@ -16,7 +16,8 @@ machine and the document it was read from), scaled to a run's dataset and width:
   (:data:`sgp4sr.engine.resources.SECONDS_PER_TARGET`, not a measurement);
 * every measurement is of the one-pass training form; a run in the prefix form
   (``train_form: prefix``, e.g. BERT4Rec's default) costs its model's
-  prefix/one-pass ratio measured in one run (:data:`PREFIX_RATIO`);
+  prefix/one-pass ratio measured in the same run (:attr:`Measurement.prefix_ratio`:
+  SASRec 2.2x, GRU4Rec 1.5x, BERT4Rec 3.6x, SGP4SR 1.07x at d = 300 on Baby);
 * a run lasts at most ``training.epochs`` epochs; early stopping usually ends it
   far sooner, so an "expected" figure assumes :data:`EXPECTED_EPOCHS`.
 
@@ -68,34 +69,38 @@ class Measurement:
     #: model -> training cost relative to SASRec, measured in the same run (used where train_s has no entry)
     ratio: Mapping[str, float] = field(default_factory=dict)
     layers: int = 2
+    #: model -> training seconds per epoch of the prefix form over the one-pass form (``train_s`` is one-pass),
+    #: both measured in one run; a model without an entry costs SASRec's (the same rows, padded alike)
+    prefix_ratio: Mapping[str, float] = field(default_factory=dict)
 
 
 MEASUREMENTS: tuple[Measurement, ...] = (
     Measurement(
         name="baby-d300-cpu", dataset="the authors' Baby split", users=19445, items=7050, targets=102457,
         hidden_size=300,
-        machine="2-core CPU, one torch thread, shared: load 9-12",
-        source="docs/results.md 'Issue 6 real-data check' (SASRec, GRU4Rec, BERT4Rec); the other models: the "
-               "README's ratios to SASRec on this split (batches of ~1,300 targets, before batches counted targets)",
-        train_s={"sasrec": 595.0, "gru4rec": 473.0, "bert4rec": 332.0},
-        eval_s={"sasrec": 142.0, "gru4rec": 56.0, "bert4rec": 114.0},
-        ratio={"sgp4sr": 11.5, "fdsa": 1.0, "sasrecf": 1.0, "unisrec": 2.7, "iisan": 3.2, "hm4sr": 5.3,
-               "missrec": 26.0, "mmmlp": 150.0}),
+        machine="2-core CPU, one torch thread, nothing else running, 2026-12-01",
+        source="benchmarks/bench_train.py --threads 1 --batches 10, batches of 256 targets, both forms (docs/results.md "
+               "session 7: SASRec, GRU4Rec, BERT4Rec; SGP4SR's ratio to SASRec from session 6's run); the other "
+               "models: their ratios to SASRec in older runs on this split (load 9-12, ~1,300 targets per batch)",
+        train_s={"sasrec": 71.7, "gru4rec": 65.8, "bert4rec": 81.9},
+        eval_s={"sasrec": 15.0, "gru4rec": 7.2, "bert4rec": 26.5},
+        ratio={"sgp4sr": 1642.5 / 72.5, "fdsa": 1.0, "sasrecf": 1.0, "unisrec": 2.7, "iisan": 3.2, "hm4sr": 5.3,
+               "missrec": 26.0, "mmmlp": 150.0},
+        prefix_ratio={"sasrec": 156.8 / 71.7, "gru4rec": 100.8 / 65.8, "bert4rec": 291.1 / 81.9,
+                      "sgp4sr": 1749.6 / 1642.5}),
     Measurement(
         name="demo-d64-cpu", dataset="the demo (config/config.yaml)", users=1975, items=710, targets=11548,
         hidden_size=64,
         machine="2-core CPU, one torch thread, beside 1-2 other jobs, 2026-12-01",
         source="docs/results.md, session 3, the demo's test-metrics table (SGP4SR at k = 8)",
         train_s={"sasrec": 0.6, "gru4rec": 0.4, "bert4rec": 0.8, "fdsa": 1.3, "sasrecf": 0.7, "sgp4sr": 6.2},
-        eval_s={}),
+        eval_s={},
+        #: bench_train.py --data results/demo/data --hidden 64 --batches 20, idle, session 7 (two runs: +-20 %)
+        prefix_ratio={"sasrec": 2.317 / 1.181, "gru4rec": 0.98 / 0.631, "bert4rec": 5.087 / 1.37}),
 )
-#: training seconds per epoch of the prefix form over the one-pass form at batches of 256 targets, both measured
-#: in one run (benchmarks/bench_train.py --threads 1 --batches 10, the authors' Baby split, d = 300, idle machine;
-#: docs/results.md, "Cost per epoch on Baby after the batch change" and session 7's BERT4Rec/GRU4Rec row). A model
-#: without a row costs SASRec's ratio (the same rows, padded alike).
-PREFIX_RATIO = {"sasrec": 140.4 / 72.5, "sgp4sr": 1749.6 / 1642.5}
-#: validation ranking seconds relative to SASRec's where a measurement has none (bench_train, Baby: SGP4SR 6.1x)
-EVAL_RATIO = {"sgp4sr": 6.1}
+#: validation ranking seconds relative to SASRec's where a measurement has none (session 6's bench_train run on
+#: Baby: SGP4SR 125.8 s against SASRec's 12.6 s)
+EVAL_RATIO = {"sgp4sr": 125.8 / 12.6}
 
 
 @dataclass(frozen=True)
@@ -135,7 +140,7 @@ def epoch_seconds(model: str, size: Size, hidden_size: int, layers: int = 2,
                    / _flops(ref.targets, ref.hidden_size, ref.items, ref.layers))
     train = ref.train_s["sasrec"] * train_ratio(model, ref)[0] * scale_train
     if train_form == "prefix":
-        train *= PREFIX_RATIO.get(model, PREFIX_RATIO["sasrec"])
+        train *= ref.prefix_ratio.get(model, ref.prefix_ratio.get("sasrec", 1.0))
     base = reference(300) if not ref.eval_s else ref  # the Baby measurement is the only one with rankings
     scale_eval = (_flops(size.users, hidden_size, size.items, layers)
                   / _flops(base.users, base.hidden_size, base.items, base.layers))
@@ -352,11 +357,12 @@ def format_budget(result: Budget, config_names: list[str], gpu_speedup: float | 
                    f"({m.machine});")
         out.append(f"      {m.source}")
     out.append("  model costs: " + "; ".join(f"{how}: {', '.join(ms)}" for how, ms in priced.items()))
-    out.append("  every measurement is one-pass; a prefix-form run (train_form: prefix) costs its measured "
-               "prefix/one-pass ratio: " + ", ".join(f"{m} {r:.2f}x" for m, r in PREFIX_RATIO.items())
-               + " (others: SASRec's)")
+    out.append("  every measurement is one-pass; a prefix-form run (train_form: prefix) costs its model's "
+               "prefix/one-pass ratio of the same measurement (others: SASRec's): " + "; ".join(
+                   f"{m.name} " + ", ".join(f"{k} {r:.2f}x" for k, r in m.prefix_ratio.items())
+                   for m in MEASUREMENTS if m.prefix_ratio))
     out += [f"  {assumption}",
             f"  reference: the authors' code needs about {AUTHORS_GPU_EPOCH_S:g} s per training epoch on a GPU "
             "for a Baby-size split (issue 14)",
-            "  CPU hours are one torch thread on the loaded reference machine: an idle core is faster"]
+            "  CPU hours are one torch thread of the measured machine (Baby: idle; demo: beside 1-2 jobs)"]
     return "\n".join(out)
