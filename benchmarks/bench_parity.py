@@ -266,9 +266,8 @@ def run_recbole(job: dict[str, Any]) -> dict[str, Any]:
 
         def save_best(epoch: int, verbose: bool = True, **kwargs: Any) -> None:
             """RecBole's best-epoch checkpoint, written atomically (a kill mid-write keeps the last one)."""
-            partial = best_file.with_suffix(".partial")
-            save_checkpoint(epoch, verbose=verbose, saved_model_file=str(partial))
-            os.replace(partial, best_file)
+            with _replacing(best_file) as partial:
+                save_checkpoint(epoch, verbose=verbose, saved_model_file=str(partial))
 
         def save_resume(epoch_idx: int, _score: float) -> None:
             """After every validated epoch (RecBole's callback, after its early-stopping update and best save)."""
@@ -315,10 +314,18 @@ def run_identity(job: dict[str, Any]) -> str:
                       sort_keys=True)
 
 
-def _atomic_save(torch: Any, state: dict[str, Any], path: Path) -> None:
+@contextmanager
+def _replacing(path: Path) -> Iterator[Path]:
+    """A file written at ``path``'s ``.partial`` sibling takes ``path``'s place only once it is complete (RecBole's
+    interpreter runs without our package, so not :mod:`sgp4sr.io`)."""
     partial = path.with_suffix(".partial")
-    torch.save(state, partial, pickle_protocol=4)
+    yield partial
     os.replace(partial, path)
+
+
+def _atomic_save(torch: Any, state: dict[str, Any], path: Path) -> None:
+    with _replacing(path) as partial:
+        torch.save(state, partial, pickle_protocol=4)
 
 
 def _rng_state(torch: Any, train_data: Any) -> dict[str, Any]:
@@ -466,14 +473,13 @@ def run_job(job: dict[str, Any], python: str, path: Path) -> dict[str, Any]:
     path.parent.mkdir(parents=True, exist_ok=True)
     log = path.with_suffix(".log")
     state = path.with_suffix(".state")  # checkpoints of an unfinished run (removed once its result is written)
-    job = {**job, "state": str(state)}
     with open(log, "a") as f:
         # RecBole writes log/ and log_tensorboard/ into its working directory: keep them beside the run
-        code, out = run_child(job, python, stderr=f, cwd=path.parent)
+        code, out = run_child({**job, "state": str(state)}, python, stderr=f, cwd=path.parent)
     if out is None:
         raise RuntimeError(f"{job['framework']} {job['model']} seed {job['seed']} on {job['dataset']} failed "
                            f"(exit {code}); see {log}")
-    result = {**out, "job": {k: v for k, v in job.items() if k != "state"}}
+    result = {**out, "job": job}
     write_json(path, result)
     shutil.rmtree(state, ignore_errors=True)
     print(f"# {job['dataset']} {job['framework']:7s} {job['model']:8s} seed {job['seed']}: "
@@ -585,7 +591,7 @@ def main() -> None:
 
     defaults = yaml.safe_load((HERE.parent / "config" / "config.yaml").read_text())
     default_form = defaults["training"]["train_form"]
-    forms = {m: f for m, f in config_train_forms(defaults).items() if f != default_form}  # the summary names them
+    forms = config_train_forms(defaults)
     jobs: list[tuple[dict[str, Any], str, Path]] = []
     for spec in args.data:
         name, _, paths = spec.partition("=")
@@ -604,7 +610,7 @@ def main() -> None:
                 print(f"# {name}: no features, {model} skipped", file=sys.stderr)
                 continue
             params = {"hidden_size": args.hidden, **PARAMS[model]}
-            form = forms.get(model, default_form) if args.train_form == "config" else args.train_form
+            form = forms[model] if args.train_form == "config" else args.train_form
             model_training = {**training, "train_form": form}
             for seed in (int(s) for s in args.seeds.split(",")):
                 for fw in frameworks:
@@ -638,9 +644,10 @@ def main() -> None:
     else:
         with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
             results = list(pool.map(lambda j: run_job(*j), jobs))
+    others = {m: f for m, f in forms.items() if f != default_form}
     print(f"# parity: {len(results)} runs; d = {args.hidden}, batch {args.batch_size} targets, lr {args.lr}, "
           f"max_len {args.max_len}, up to {args.epochs} epochs, patience {args.patience}, our form "
-          f"{args.train_form if args.train_form != 'config' else f'{default_form} ({forms} as config/config.yaml)'}, "
+          f"{args.train_form if args.train_form != 'config' else f'{default_form} ({others} as config/config.yaml)'}, "
           f"one thread per run, {args.jobs} side by side")
     summarise(results)
 
