@@ -472,7 +472,8 @@ def run_job(job: dict[str, Any], python: str, path: Path) -> dict[str, Any]:
         return json.loads(path.read_text())
     path.parent.mkdir(parents=True, exist_ok=True)
     log = path.with_suffix(".log")
-    state = path.with_suffix(".state")  # checkpoints of an unfinished run (removed once its result is written)
+    # checkpoints of an unfinished run (removed once its result is written); absolute: the child runs in path's folder
+    state = path.with_suffix(".state").resolve()
     with open(log, "a") as f:
         # RecBole writes log/ and log_tensorboard/ into its working directory: keep them beside the run
         code, out = run_child({**job, "state": str(state)}, python, stderr=f, cwd=path.parent)

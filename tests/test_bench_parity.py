@@ -167,9 +167,17 @@ def test_a_run_resumes_from_its_state_folder_and_clears_it_when_done(parity, tmp
     first = parity.run_ours({**job, "state": str(tmp_path / "fresh.state")})  # uninterrupted
     assert first["resumed_from_epoch"] == 0 and first["curve"] == pytest.approx(resumed["curve"])
 
-    result = tmp_path / "out" / "seed1.json"
-    monkeypatch.setattr(parity, "run_child", lambda j, python, **kw: (0, parity.run_ours(j)))
+    monkeypatch.chdir(tmp_path)
+    result = Path("out") / "seed1.json"  # relative, as the CLI's default --out
+    children = []
+
+    def child(j, python, **kw):  # the real child runs in the result's folder (cwd=): its state path must be absolute
+        children.append(j["state"])
+        return 0, parity.run_ours(j)
+
+    monkeypatch.setattr(parity, "run_child", child)
     out = parity.run_job({k: v for k, v in job.items() if k != "state"}, "python", result)
+    assert children == [str((tmp_path / "out" / "seed1.state").resolve())]
     assert result.exists() and not result.with_suffix(".state").exists()
     assert out["test"] == first["test"] and "state" not in out["job"]
 
